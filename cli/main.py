@@ -1,0 +1,220 @@
+"""`upr`: the operator's command line (dev stack, migrations, imports, exports, keys)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.nats_server import NatsServer, port_open
+
+app = typer.Typer(help="UPR Tracker command line.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+SERVICES = {"catalog": 8001}
+DEV_NATS_PORT = 4250
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="Where SQLite files and NATS data go")] = Path(
+        "data"
+    ),
+) -> None:
+    """Start NATS (unless UPR_NATS_URL is set) and every service, on embedded defaults."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("UPR_ENVIRONMENT", "dev")
+    env.setdefault("UPR_CATALOG_SEED_DEMO", "true")
+    nats = None
+    if "UPR_NATS_URL" not in env:
+        port = int(env.get("UPR_DEV_NATS_PORT", DEV_NATS_PORT))
+        if port_open("127.0.0.1", port):
+            typer.echo(f"a server already listens on {port}; using it as NATS")
+        else:
+            nats = NatsServer(
+                store_dir=data_dir / "nats", port=port, log_file=data_dir / "nats.log"
+            ).start()
+            typer.echo(f"nats-server (JetStream) on nats://127.0.0.1:{port}")
+        env["UPR_NATS_URL"] = f"nats://127.0.0.1:{port}"
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    for name, port in SERVICES.items():
+        env.setdefault(f"UPR_{name.upper()}_PORT", str(port))
+        children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env)
+        typer.echo(f"{name} on http://127.0.0.1:{env[f'UPR_{name.upper()}_PORT']} (docs at /docs)")
+    typer.echo("Ctrl-C stops everything.")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    typer.echo(f"{name} exited with {child.returncode}; stopping", err=True)
+                    stopping = True
+            time.sleep(0.3)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if nats is not None:
+            nats.stop()
+        typer.echo("stopped")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every service's database migrations."""
+    from services.catalog.app import MIGRATIONS
+    from services.catalog.settings import CatalogSettings
+    from shared import migrate as migrations
+    from shared.db import create_engine
+
+    async def run() -> None:
+        engine = create_engine(CatalogSettings().database_url)
+        try:
+            await migrations.upgrade(engine, MIGRATIONS)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo("catalog: migrated")
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="upr-info-csv, report-text, positions-csv, csv, json")
+    ],
+    atomic: Annotated[bool, typer.Option(help="All-or-nothing")] = False,
+    state_under_review: Annotated[str | None, typer.Option(help="report-text: ISO3 or name")] = None,
+    cycle: Annotated[int | None, typer.Option(help="report-text: UPR cycle")] = None,
+    session: Annotated[int | None, typer.Option(help="report-text: HRC session")] = None,
+    review_date: Annotated[str | None, typer.Option(help="report-text: YYYY-MM-DD")] = None,
+    document: Annotated[str | None, typer.Option(help="report-text: symbol, e.g. A/HRC/26/16")] = None,
+) -> None:
+    """Import recommendations into the catalog database (events go out through the outbox)."""
+    from services.catalog import exports, formats, imports
+    from services.catalog.countries import resolve_country
+    from services.catalog.settings import CatalogSettings
+    from shared.db import create_engine, create_session_factory
+
+    text = formats.decode_upload(file.read_bytes())
+    readers = {
+        "upr-info-csv": lambda: formats.read_upr_info_csv(text),
+        "positions-csv": lambda: formats.read_positions_csv(text),
+        "csv": lambda: exports.read_csv(text),
+        "json": lambda: exports.read_json(text),
+        "report-text": lambda: formats.read_report_text(
+            text,
+            state_under_review=resolve_country(state_under_review or "").iso3,
+            cycle=cycle or 0,
+            session=session,
+            review_date=date.fromisoformat(review_date) if review_date else None,
+            document=document,
+        ),
+    }
+    if format not in readers:
+        typer.echo(f"unknown format {format!r}; use one of {', '.join(readers)}", err=True)
+        raise typer.Exit(2)
+    if format == "report-text" and (state_under_review is None or cycle is None):
+        typer.echo("report-text needs --state-under-review and --cycle", err=True)
+        raise typer.Exit(2)
+    try:
+        rows = list(readers[format]())
+    except formats.FormatError as exc:
+        typer.echo(f"cannot import {file}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+    async def run() -> imports.ImportReport:
+        engine = create_engine(CatalogSettings().database_url)
+        factory = create_session_factory(engine)
+        try:
+            with Progress(
+                TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+            ) as bar:
+                task = bar.add_task("import", total=len(rows))
+                async with factory() as db:
+                    report = await imports.run_import(
+                        db,
+                        rows,
+                        fmt=format,
+                        atomic=atomic,
+                        filename=file.name,
+                        progress=lambda n: bar.advance(task, n),
+                    )
+                    await db.commit()
+                bar.update(task, completed=len(rows))
+            return report
+        finally:
+            await engine.dispose()
+
+    try:
+        report = asyncio.run(run())
+    except imports.ImportRejected as exc:
+        typer.echo(json.dumps(exc.extra.get("report"), indent=2), err=True)
+        typer.echo(f"rejected: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"rejected {len(report.rejected)}"
+    )
+    for rejection in report.rejected[:20]:
+        typer.echo(f"  line {rejection.line}: {rejection.reason}")
+    if len(report.rejected) > 20:
+        typer.echo(f"  ... and {len(report.rejected) - 20} more")
+
+
+@keys_app.command("create")
+def create_key(
+    role: Annotated[str, typer.Option(help="admin, editor or assessor")],
+    name: Annotated[str, typer.Option(help="Who holds the key")],
+    organisation: Annotated[str | None, typer.Option(help="The holder's organisation")] = None,
+) -> None:
+    """Create an API key in the catalog database and print it (shown once)."""
+    from services.catalog.settings import CatalogSettings
+    from shared.auth import create_key as store_key
+    from shared.db import create_engine, create_session_factory
+
+    async def run() -> str:
+        engine = create_engine(CatalogSettings().database_url)
+        try:
+            async with create_session_factory(engine)() as db:
+                _, plaintext = await store_key(db, name=name, role=role, organisation=organisation)
+                await db.commit()
+                return plaintext
+        finally:
+            await engine.dispose()
+
+    try:
+        key = asyncio.run(run())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(key)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,364 @@
+"""NATS JetStream plumbing: streams, publishing with dedup ids, durable pull consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from pydantic import ValidationError
+
+from shared.events import Envelope
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+EnvelopeHandler = Callable[[Envelope], Awaitable[None]]
+
+
+class PermanentEventError(Exception):
+    """The event can never be handled (impossible data): dead-letter it at once."""
+
+
+@dataclass
+class PublishOutcome:
+    """The result of publishing one envelope: acknowledged, or the error."""
+
+    envelope: Envelope
+    error: BaseException | None = None
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Bus:
+    """One NATS connection with the service's JetStream streams and consumers."""
+
+    def __init__(self, settings: BaseServiceSettings, client_name: str) -> None:
+        self.settings = settings
+        self.client_name = client_name
+        self.namespace = settings.nats_namespace
+        self.stream = self.namespace.upper()
+        self.dead_letter_stream = f"{self.stream}_DLQ"
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._consumers: list[Consumer] = []
+
+    # --- naming -------------------------------------------------------------------------
+
+    def subject_for(self, event_type: str) -> str:
+        """The NATS subject of an event type (its 'upr' prefix is the namespace)."""
+        head, _, rest = event_type.partition(".")
+        if head != "upr" or not rest:
+            raise ValueError(f"event type {event_type!r} does not start with 'upr.'")
+        return f"{self.namespace}.{rest}"
+
+    def event_type_for(self, subject: str) -> str:
+        """The event type a subject carries (inverse of subject_for)."""
+        return "upr." + subject.partition(".")[2]
+
+    def dead_letter_subject(self, durable: str) -> str:
+        """Where a consumer's poison messages go."""
+        return f"{self.namespace}_dlq.{durable}"
+
+    # --- connection ---------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("bus is not connected")
+        return self._js
+
+    async def connect(self, *, attempts: int | None = None) -> None:
+        """Connect (retrying until the server answers) and make sure the streams exist."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._nc = await nats.connect(
+                    servers=[self.settings.nats_url],
+                    name=self.client_name,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+                break
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                if attempts is not None and attempt >= attempts:
+                    raise
+                log.warning("nats not reachable (%s), retrying", exc)
+                await asyncio.sleep(min(0.5 * attempt, 5.0))
+        self._js = self._nc.jetstream(timeout=5)
+        await self.ensure_streams()
+
+    async def close(self) -> None:
+        """Stop consumers and drain the connection."""
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        self._nc = None
+        self._js = None
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("nats disconnected")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats reconnected")
+
+    async def ensure_streams(self) -> None:
+        """Create or update the event stream and the dead-letter stream."""
+        await self._ensure_stream(
+            api.StreamConfig(
+                name=self.stream,
+                subjects=[f"{self.namespace}.>"],
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+                duplicate_window=self.settings.nats_duplicate_window_s,
+                max_bytes=self.settings.nats_stream_max_bytes,
+                discard=api.DiscardPolicy.OLD,
+            )
+        )
+        await self._ensure_stream(
+            api.StreamConfig(
+                name=self.dead_letter_stream,
+                subjects=[f"{self.namespace}_dlq.>"],
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+                duplicate_window=self.settings.nats_duplicate_window_s,
+            )
+        )
+
+    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+        try:
+            await self.js.stream_info(config.name)  # type: ignore[arg-type]
+        except nats.js.errors.NotFoundError:
+            with contextlib.suppress(nats.js.errors.BadRequestError):
+                await self.js.add_stream(config)
+                return
+        await self.js.update_stream(config)
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def _headers(self, envelope: Envelope) -> dict[str, str]:
+        headers = {api.Header.MSG_ID.value: envelope.id, "Ce-Type": envelope.type}
+        if envelope.traceparent:
+            headers["traceparent"] = envelope.traceparent
+        return headers
+
+    async def publish(self, envelope: Envelope, *, timeout: float = 5.0) -> api.PubAck:
+        """Publish one envelope and wait for the stream's acknowledgement."""
+        return await self.js.publish(
+            self.subject_for(envelope.type),
+            envelope.model_dump_json().encode(),
+            timeout=timeout,
+            headers=self._headers(envelope),
+        )
+
+    async def publish_many(
+        self, envelopes: Sequence[Envelope], *, timeout: float = 10.0
+    ) -> list[PublishOutcome]:
+        """Publish a batch without waiting for each ack in turn; report each outcome."""
+        outcomes = [PublishOutcome(env) for env in envelopes]
+        futures: list[asyncio.Future[api.PubAck] | None] = []
+        for outcome in outcomes:
+            try:
+                future = await self.js.publish_async(
+                    self.subject_for(outcome.envelope.type),
+                    outcome.envelope.model_dump_json().encode(),
+                    wait_stall=timeout,
+                    headers=self._headers(outcome.envelope),
+                )
+                futures.append(future)
+            except Exception as exc:
+                outcome.error = exc
+                futures.append(None)
+        pending = [f for f in futures if f is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        for outcome, future in zip(outcomes, futures, strict=True):
+            if future is None:
+                continue
+            if not future.done():
+                future.cancel()
+                outcome.error = TimeoutError("no acknowledgement from the stream")
+            elif future.cancelled():
+                outcome.error = TimeoutError("publish cancelled")
+            elif future.exception() is not None:
+                outcome.error = future.exception()
+            else:
+                outcome.duplicate = bool(future.result().duplicate)
+        return outcomes
+
+    # --- consuming ----------------------------------------------------------------------
+
+    def consume(
+        self,
+        durable: str,
+        event_types: Sequence[str],
+        handler: EnvelopeHandler,
+        *,
+        batch: int = 50,
+    ) -> Consumer:
+        """Start a durable pull consumer that hands each envelope to the handler."""
+        consumer = Consumer(
+            bus=self,
+            durable=durable,
+            subjects=[self.subject_for(t) for t in event_types],
+            handler=handler,
+            batch=batch,
+        )
+        consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+
+@dataclass
+class Consumer:
+    """A durable pull consumer loop: ack, nak with delay, dead-letter after max deliveries."""
+
+    bus: Bus
+    durable: str
+    subjects: list[str]
+    handler: EnvelopeHandler
+    batch: int = 50
+    handled: int = 0
+    dead_lettered: int = 0
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def max_deliver(self) -> int:
+        return self.bus.settings.consumer_max_deliver
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.durable}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    def _config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.bus.settings.consumer_ack_wait_s,
+            # The server's limit is a safety net above ours: we dead-letter first.
+            max_deliver=self.max_deliver + 2,
+            filter_subjects=self.subjects,
+            deliver_policy=api.DeliverPolicy.ALL,
+            max_ack_pending=1000,
+        )
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        # add_consumer creates the durable or updates it in place (idempotent).
+        await self.bus.js.add_consumer(self.bus.stream, config=self._config())
+        return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=self.bus.stream)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.bus.ensure_streams()
+                sub = await self._subscribe()
+                failures = 0
+                while True:
+                    try:
+                        msgs = await sub.fetch(self.batch, timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        failures = 0
+                        continue
+                    except nats.errors.Error as exc:
+                        failures += 1
+                        if failures > 5:
+                            raise
+                        log.warning("consumer %s fetch failed (%s); retrying", self.durable, exc)
+                        await asyncio.sleep(0.5)
+                        continue
+                    failures = 0
+                    for msg in msgs:
+                        await self._handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s restarting after: %r", self.durable, exc)
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, msg: Msg) -> None:
+        delivered = msg.metadata.num_delivered
+        try:
+            envelope = Envelope.model_validate_json(msg.data)
+        except ValidationError as exc:
+            await self._dead_letter(msg, f"not a valid event envelope: {exc}")
+            return
+        try:
+            await self.handler(envelope)
+        except PermanentEventError as exc:
+            await self._dead_letter(msg, str(exc))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if delivered >= self.max_deliver:
+                await self._dead_letter(msg, f"failed {delivered} times; last error: {exc!r}")
+                return
+            backoff = self.bus.settings.consumer_backoff_s or [1.0]
+            delay = backoff[min(delivered - 1, len(backoff) - 1)]
+            log.warning(
+                "handler %s failed on event %s (delivery %d), retrying in %ss: %r",
+                self.durable,
+                envelope.id,
+                delivered,
+                delay,
+                exc,
+            )
+            await msg.nak(delay=delay)
+            return
+        await msg.ack()
+        self.handled += 1
+
+    async def _dead_letter(self, msg: Msg, error: str) -> None:
+        headers = {
+            "Upr-Dlq-Error": error[:2000].replace("\r", " ").replace("\n", " "),
+            "Upr-Dlq-Consumer": self.durable,
+            "Upr-Dlq-Subject": msg.subject,
+            "Upr-Dlq-Stream-Seq": str(msg.metadata.sequence.stream),
+            "Upr-Dlq-Deliveries": str(msg.metadata.num_delivered),
+        }
+        try:
+            await self.bus.js.publish(
+                self.bus.dead_letter_subject(self.durable), msg.data, headers=headers, timeout=5
+            )
+        except Exception as exc:
+            # Never drop a message we could not park: let it come back.
+            log.error("dead-lettering failed for %s (%r); will retry", msg.subject, exc)
+            await msg.nak(delay=5)
+            return
+        log.error("dead-lettered a message from %s on %s: %s", self.durable, msg.subject, error)
+        self.dead_lettered += 1
+        await msg.term()

@@ -1,0 +1,99 @@
+"""The bus against a real JetStream server: dedup, ack, retry, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from shared.bus import Bus, PermanentEventError
+from shared.events import Envelope
+
+
+def envelope(n: int, event_type: str = "upr.catalog.recommendation.created") -> Envelope:
+    return Envelope(
+        source="test", type=event_type, subject=f"REC-{n}", dataschema="urn:test", data={"n": n}
+    )
+
+
+async def stream_messages(bus: Bus, stream: str) -> int:
+    info = await bus.js.stream_info(stream)
+    return info.state.messages
+
+
+async def test_publish_is_deduplicated_by_event_id(bus: Bus) -> None:
+    event = envelope(1)
+    first = await bus.publish(event)
+    second = await bus.publish(event)
+    assert not first.duplicate
+    assert second.duplicate
+    assert await stream_messages(bus, bus.stream) == 1
+
+
+async def test_publish_many_reports_each_outcome(bus: Bus) -> None:
+    events = [envelope(n) for n in range(50)]
+    outcomes = await bus.publish_many(events + events[:5])
+    assert all(o.ok for o in outcomes)
+    assert sum(o.duplicate for o in outcomes) == 5
+    assert await stream_messages(bus, bus.stream) == 50
+
+
+async def test_subject_follows_the_namespace(bus: Bus, namespace: str) -> None:
+    assert bus.subject_for("upr.catalog.recommendation.created") == (
+        f"{namespace}.catalog.recommendation.created"
+    )
+    with pytest.raises(ValueError, match="upr"):
+        bus.subject_for("other.thing")
+
+
+async def test_consumer_retries_a_failing_handler_then_succeeds(bus: Bus) -> None:
+    attempts: dict[str, int] = {}
+    done = asyncio.Event()
+
+    async def handler(event: Envelope) -> None:
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        if attempts[event.id] < 2:
+            raise RuntimeError("database blinked")
+        done.set()
+
+    await bus.publish(envelope(1))
+    consumer = bus.consume("retrying", ["upr.catalog.recommendation.created"], handler)
+    await asyncio.wait_for(done.wait(), 15)
+    assert list(attempts.values()) == [2]
+    assert consumer.dead_lettered == 0
+
+
+async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(
+    bus: Bus, nats_client, namespace: str
+) -> None:
+    handled: list[int] = []
+
+    async def handler(event: Envelope) -> None:
+        if event.data.get("n") == 2:
+            raise PermanentEventError("impossible data: n=2")
+        if event.data.get("n") == 3:
+            raise RuntimeError("always fails")
+        handled.append(event.data["n"])
+
+    subject = bus.subject_for("upr.catalog.recommendation.created")
+    await bus.js.publish(subject, b"this is not json", headers={"Nats-Msg-Id": "garbage"})
+    for n in (1, 2, 3, 4):
+        await bus.publish(envelope(n))
+    consumer = bus.consume("poisoned", ["upr.catalog.recommendation.created"], handler)
+    async with asyncio.timeout(20):
+        while consumer.dead_lettered < 3 or len(handled) < 2:
+            await asyncio.sleep(0.05)
+    assert handled == [1, 4]
+
+    dlq = await bus.js.pull_subscribe(
+        bus.dead_letter_subject("poisoned"), durable="inspect", stream=bus.dead_letter_stream
+    )
+    msgs = await dlq.fetch(3, timeout=5)
+    errors = sorted(m.headers["Upr-Dlq-Error"] for m in msgs)
+    assert any("not a valid event envelope" in e for e in errors)
+    assert any("impossible data: n=2" in e for e in errors)
+    assert any("failed 3 times" in e and "always fails" in e for e in errors)
+    bodies = [m.data for m in msgs]
+    assert b"this is not json" in bodies
+    assert any(json.loads(b).get("data") == {"n": 2} for b in bodies if b.startswith(b"{"))
