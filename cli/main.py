@@ -106,14 +106,19 @@ def migrate() -> None:
 def import_file(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     format: Annotated[
-        str, typer.Option("--format", "-f", help="upr-info-csv, report-text, positions-csv, csv, json")
+        str,
+        typer.Option("--format", "-f", help="upr-info-csv, report-text, positions-csv, csv, json"),
     ],
     atomic: Annotated[bool, typer.Option(help="All-or-nothing")] = False,
-    state_under_review: Annotated[str | None, typer.Option(help="report-text: ISO3 or name")] = None,
+    state_under_review: Annotated[
+        str | None, typer.Option(help="report-text: ISO3 or name")
+    ] = None,
     cycle: Annotated[int | None, typer.Option(help="report-text: UPR cycle")] = None,
     session: Annotated[int | None, typer.Option(help="report-text: HRC session")] = None,
     review_date: Annotated[str | None, typer.Option(help="report-text: YYYY-MM-DD")] = None,
-    document: Annotated[str | None, typer.Option(help="report-text: symbol, e.g. A/HRC/26/16")] = None,
+    document: Annotated[
+        str | None, typer.Option(help="report-text: symbol, e.g. A/HRC/26/16")
+    ] = None,
 ) -> None:
     """Import recommendations into the catalog database (events go out through the outbox)."""
     from services.catalog import exports, formats, imports

@@ -194,6 +194,9 @@ class Bus:
                 )
                 futures.append(future)
             except Exception as exc:
+                # nats-py turns a cancellation while it waits for a slot into an error.
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc
                 outcome.error = exc
                 futures.append(None)
         pending = [f for f in futures if f is not None]
@@ -248,6 +251,7 @@ class Consumer:
     handled: int = 0
     dead_lettered: int = 0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _stopping: bool = field(default=False, repr=False)
 
     @property
     def max_deliver(self) -> int:
@@ -257,6 +261,7 @@ class Consumer:
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.durable}")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -282,12 +287,12 @@ class Consumer:
         return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=self.bus.stream)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.bus.ensure_streams()
                 sub = await self._subscribe()
                 failures = 0
-                while True:
+                while not self._stopping:
                     try:
                         msgs = await sub.fetch(self.batch, timeout=1.0)
                     except nats.errors.TimeoutError:

@@ -125,6 +125,7 @@ class OutboxRelay:
         self.published = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         session_factory.configure(info={WAKE_KEY: self.wake})
 
     def wake(self) -> None:
@@ -133,11 +134,13 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Run the relay loop in the background."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
         """Stop the loop; unpublished rows stay for the next start."""
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -192,7 +195,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         delay = self.poll_interval
-        while True:
+        while not self._stopping:
             try:
                 published, failed = await self.run_once()
                 if failed:
@@ -208,5 +211,6 @@ class OutboxRelay:
                 log.warning("outbox relay error: %r", exc)
                 delay = min(max(delay * 2, 0.2), 5.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()

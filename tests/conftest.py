@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -52,10 +53,8 @@ async def nats_client(nats_url: str, namespace: str) -> AsyncIterator[nats.NATS]
     yield nc
     js = nc.jetstream()
     for stream in (namespace.upper(), f"{namespace.upper()}_DLQ"):
-        try:
+        with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream)
-        except NotFoundError:
-            pass
     await nc.close()
 
 
@@ -96,7 +95,10 @@ class EventRecorder:
             self.events.append({"subject": msg.subject, **json.loads(msg.data)})
 
         self._sub = await js.subscribe(
-            f"{self.namespace}.>", stream=self.namespace.upper(), cb=on_message, ordered_consumer=True
+            f"{self.namespace}.>",
+            stream=self.namespace.upper(),
+            cb=on_message,
+            ordered_consumer=True,
         )
 
     async def wait_for(self, count: int, timeout: float = 10.0, **match: str) -> list[dict]:

@@ -50,9 +50,7 @@ async def test_broker_killed_while_relaying(private_nats: NatsServer, postgres_u
     try:
         for n in range(EVENTS):
             async with factory() as session:
-                written.append(
-                    record_event(session, created(n), source="test", subject=str(n)).id
-                )
+                written.append(record_event(session, created(n), source="test", subject=str(n)).id)
                 await session.commit()
             if n == EVENTS // 3:
                 private_nats.kill()

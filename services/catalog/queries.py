@@ -1,0 +1,277 @@
+"""Reads of the catalog's tables: filters, pages, facets, similarity, export batches."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from services.catalog.models import (
+    Priority,
+    Recommendation,
+    RecommendationIssue,
+    RecommendingState,
+    ResponsibleBody,
+)
+from shared.db import is_postgres
+
+SORTS = {
+    "number": Recommendation.sort_key,
+    "updated_at": Recommendation.updated_at,
+    "id": Recommendation.id,
+}
+FTS_CONFIG = literal_column("'english'::regconfig")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class RecommendationFilter:
+    """Validated filters of the list, facet and export endpoints (all optional, AND-ed)."""
+
+    mechanism: list[str] = field(default_factory=list)
+    state_under_review: list[str] = field(default_factory=list)
+    cycle: list[int] = field(default_factory=list)
+    recommending_state: list[str] = field(default_factory=list)
+    response: list[str] = field(default_factory=list)
+    issue: list[str] = field(default_factory=list)
+    action_category: list[int] = field(default_factory=list)
+    responsible_body: list[str] = field(default_factory=list)
+    priority: list[str] = field(default_factory=list)
+    cluster: str | None = None
+    q: str | None = None
+
+    def conditions(self, postgres: bool) -> list[ColumnElement[bool]]:
+        """SQL conditions for these filters."""
+        r = Recommendation
+        conds: list[ColumnElement[bool]] = []
+        if self.mechanism:
+            conds.append(r.mechanism.in_(self.mechanism))
+        if self.state_under_review:
+            conds.append(r.state_under_review.in_(self.state_under_review))
+        if self.cycle:
+            conds.append(r.cycle.in_(self.cycle))
+        if self.response:
+            conds.append(r.response_position.in_(self.response))
+        if self.action_category:
+            conds.append(r.action_category.in_(self.action_category))
+        if self.cluster:
+            conds.append(r.cluster_id == self.cluster)
+        if self.recommending_state:
+            conds.append(
+                exists().where(
+                    RecommendingState.recommendation_id == r.id,
+                    RecommendingState.iso3.in_(self.recommending_state),
+                )
+            )
+        if self.issue:
+            conds.append(
+                exists().where(
+                    RecommendationIssue.recommendation_id == r.id,
+                    RecommendationIssue.issue.in_(self.issue),
+                )
+            )
+        if self.responsible_body:
+            conds.append(
+                exists().where(
+                    ResponsibleBody.recommendation_id == r.id,
+                    ResponsibleBody.name.in_(self.responsible_body),
+                )
+            )
+        if self.priority:
+            conds.append(
+                exists().where(Priority.recommendation_id == r.id, Priority.term.in_(self.priority))
+            )
+        if self.q:
+            conds.append(_text_match(self.q, postgres))
+        return conds
+
+
+def _text_match(q: str, postgres: bool) -> ColumnElement[bool]:
+    if postgres:
+        return func.to_tsvector(FTS_CONFIG, Recommendation.text).op("@@")(
+            func.websearch_to_tsquery(FTS_CONFIG, q)
+        )
+    words = _WORD.findall(q)[:10] or [q]
+    return and_(*(Recommendation.text.ilike(f"%{w}%") for w in words))
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """An opaque cursor from the last row's sort values."""
+    return base64.urlsafe_b64encode(json.dumps(list(values), default=str).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """The sort values a cursor carries; ValueError when it is not one of ours."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except Exception as exc:
+        raise ValueError("cursor is not valid") from exc
+    if not isinstance(values, list) or len(values) != 2:
+        raise ValueError("cursor is not valid")
+    return values
+
+
+def _ordered(stmt: Select[Any], sort: str, cursor: list[Any] | None) -> Select[Any]:
+    descending = sort.startswith("-")
+    column = SORTS[sort.lstrip("-")]
+    if cursor is not None:
+        value, last_id = cursor
+        if column is Recommendation.updated_at:
+            from datetime import datetime
+
+            value = datetime.fromisoformat(value)
+        if column is Recommendation.id:
+            cond = Recommendation.id < last_id if descending else Recommendation.id > last_id
+        elif descending:
+            cond = or_(column < value, and_(column == value, Recommendation.id < last_id))
+        else:
+            cond = or_(column > value, and_(column == value, Recommendation.id > last_id))
+        stmt = stmt.where(cond)
+    if descending:
+        return stmt.order_by(column.desc(), Recommendation.id.desc())
+    return stmt.order_by(column.asc(), Recommendation.id.asc())
+
+
+async def list_page(
+    session: AsyncSession,
+    filters: RecommendationFilter,
+    *,
+    sort: str,
+    limit: int,
+    cursor: list[Any] | None,
+) -> tuple[list[Recommendation], int, str | None]:
+    """One page of recommendations, the total matching the filters, and the next cursor."""
+    conds = filters.conditions(is_postgres(session.bind))
+    total = await session.scalar(select(func.count()).select_from(Recommendation).where(*conds))
+    stmt = _ordered(select(Recommendation).where(*conds), sort, cursor).limit(limit + 1)
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        column_name = SORTS[sort.lstrip("-")].key
+        next_cursor = encode_cursor([getattr(last, column_name), last.id])
+    return rows, int(total or 0), next_cursor
+
+
+async def get_full(session: AsyncSession, recommendation_id: str) -> Recommendation | None:
+    """One recommendation with its responses, bodies and priorities loaded."""
+    return await session.scalar(
+        select(Recommendation)
+        .where(Recommendation.id == recommendation_id)
+        .options(
+            selectinload(Recommendation.responses),
+            selectinload(Recommendation.responsible_bodies),
+            selectinload(Recommendation.priorities),
+        )
+    )
+
+
+async def iter_full(
+    session: AsyncSession, filters: RecommendationFilter, *, batch: int = 1000
+) -> AsyncIterator[list[Recommendation]]:
+    """All matching recommendations, fully loaded, in number order, a batch at a time."""
+    conds = filters.conditions(is_postgres(session.bind))
+    cursor: list[Any] | None = None
+    while True:
+        stmt = _ordered(
+            select(Recommendation)
+            .where(*conds)
+            .options(
+                selectinload(Recommendation.responses),
+                selectinload(Recommendation.responsible_bodies),
+                selectinload(Recommendation.priorities),
+            ),
+            "number",
+            cursor,
+        ).limit(batch)
+        rows = list((await session.scalars(stmt)).all())
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        cursor = [rows[-1].sort_key, rows[-1].id]
+
+
+async def facet_counts(
+    session: AsyncSession, filters: RecommendationFilter
+) -> tuple[int, dict[str, dict[str, int]]]:
+    """Counts per facet value among the recommendations matching the filters."""
+    conds = filters.conditions(is_postgres(session.bind))
+    matching = select(Recommendation.id).where(*conds).subquery()
+    total = await session.scalar(select(func.count()).select_from(matching))
+    facets: dict[str, dict[str, int]] = {}
+    r = Recommendation
+    for name, column in {
+        "mechanism": r.mechanism,
+        "state_under_review": r.state_under_review,
+        "cycle": r.cycle,
+        "response": r.response_position,
+        "action_category": r.action_category,
+    }.items():
+        rows = await session.execute(
+            select(column, func.count())
+            .where(r.id.in_(select(matching.c.id)))
+            .group_by(column)
+            .order_by(func.count().desc())
+        )
+        facets[name] = {str(value): int(n) for value, n in rows if value is not None}
+    for name, table, column in (
+        ("recommending_state", RecommendingState, RecommendingState.iso3),
+        ("issue", RecommendationIssue, RecommendationIssue.issue),
+        ("responsible_body", ResponsibleBody, ResponsibleBody.name),
+        ("priority", Priority, Priority.term),
+    ):
+        rows = await session.execute(
+            select(column, func.count(func.distinct(table.recommendation_id)))
+            .where(table.recommendation_id.in_(select(matching.c.id)))
+            .group_by(column)
+            .order_by(func.count(func.distinct(table.recommendation_id)).desc())
+        )
+        facets[name] = {str(value): int(n) for value, n in rows}
+    return int(total or 0), facets
+
+
+async def known_body_names(session: AsyncSession, names: Sequence[str]) -> set[str]:
+    """Which of these responsible-body names the catalog knows."""
+    rows = await session.scalars(
+        select(ResponsibleBody.name).where(ResponsibleBody.name.in_(names)).distinct()
+    )
+    return set(rows)
+
+
+async def texts_for_state(
+    session: AsyncSession, state_under_review: str
+) -> list[tuple[str, str | None, str, list[str]]]:
+    """(id, number, text, recommending States) of every recommendation to one State."""
+    rows = await session.execute(
+        select(
+            Recommendation.id,
+            Recommendation.number,
+            Recommendation.text,
+            Recommendation.recommending_states,
+        ).where(Recommendation.state_under_review == state_under_review)
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+async def existing_for_import(
+    session: AsyncSession, ids: Sequence[str]
+) -> dict[str, Recommendation]:
+    """Recommendations with these ids, with their responses loaded, keyed by id."""
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(Recommendation)
+        .where(Recommendation.id.in_(ids))
+        .options(selectinload(Recommendation.responses))
+    )
+    return {r.id: r for r in rows}

@@ -1,0 +1,373 @@
+"""The catalog over HTTP, on real PostgreSQL, with its events seen on real NATS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+DEMO = (
+    Path(__file__).resolve().parents[2]
+    / "services/catalog/demo/cambodia_upr2_2014_recommendations.csv"
+)
+
+
+async def import_demo(client: httpx.AsyncClient, admin: dict[str, str]) -> dict:
+    response = await client.post(
+        "/v1/imports",
+        params={"format": "positions-csv", "atomic": "true"},
+        content=DEMO.read_bytes(),
+        headers={**admin, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def editor_key(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, str]:
+    response = await client.post(
+        "/v1/keys", json={"name": "NGO editor", "role": "editor"}, headers=admin
+    )
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['key']}"}
+
+
+async def test_cambodia_imports_to_205_recommendations_once(catalog, admin, events) -> None:
+    await events.start()
+    report = await import_demo(catalog, admin)
+    assert (report["created"], report["updated"], report["unchanged"]) == (205, 0, 0)
+    assert report["rejected"] == []
+
+    facets = (await catalog.get("/v1/recommendations/facets")).json()
+    assert facets["total"] == 205
+    assert facets["facets"]["response"] == {"supported": 163, "noted": 42}
+    assert len(facets["facets"]["recommending_state"]) == 72
+
+    created = await events.wait_for(205, type="upr.catalog.recommendation.created")
+    assert len({e["subject"] for e in created}) == 205
+
+    again = await import_demo(catalog, admin)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 205)
+    assert (await catalog.get("/v1/recommendations", params={"limit": 1})).json()["total"] == 205
+    stored = await catalog.get(f"/v1/imports/{again['id']}")
+    assert stored.json()["unchanged"] == 205
+
+
+async def test_a_recommendation_keeps_its_response_history(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    rec = (await catalog.get("/v1/recommendations/KHM-2-118.1")).json()
+    assert rec["recommending_states"] == [{"iso3": "FRA", "name": "France"}]
+    assert [r["position"] for r in rec["response_history"]] == ["supported", "noted"]
+    assert rec["response"]["position"] == "noted"
+    assert rec["state_under_review"]["iso3"] == "KHM"
+    assert rec["document"] == "A/HRC/26/16"
+
+    belgium = (await catalog.get("/v1/recommendations/KHM-2-118.17")).json()
+    assert belgium["recommending_states"][0]["iso3"] == "BEL"
+    missing = await catalog.get("/v1/recommendations/KHM-2-999.1")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_filters_search_and_cursor_pages(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    noted = (await catalog.get("/v1/recommendations", params={"response": "noted"})).json()
+    assert noted["total"] == 42
+    accepted = await catalog.get("/v1/recommendations", params={"response": "accepted"})
+    assert accepted.json()["total"] == 163
+
+    death = await catalog.get(
+        "/v1/recommendations",
+        params={"issue": "death penalty", "recommending_state": "France"},
+    )
+    body = death.json()
+    assert body["total"] >= 1
+    assert all("Death penalty" in item["issues"] for item in body["items"])
+    assert all(item["recommending_states"][0]["iso3"] == "FRA" for item in body["items"])
+
+    search = (await catalog.get("/v1/recommendations", params={"q": "standing invitation"})).json()
+    numbers = {item["number"] for item in search["items"]}
+    assert {"119.13", "119.14", "119.15"} <= numbers
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 37, "sort": "number"}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await catalog.get("/v1/recommendations", params=params)).json()
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 205 == len(set(seen))
+    assert seen.index("KHM-2-118.9") < seen.index("KHM-2-118.10")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"issue": "Astrology"}, "query.issue"),
+        ({"recommending_state": "Atlantis"}, "query.recommending_state"),
+        ({"response": "maybe"}, "query.response"),
+        ({"colour": "blue"}, "query.colour"),
+        ({"action_category": "9"}, "query.action_category.0"),
+        ({"cursor": "not-a-cursor"}, "query.cursor"),
+        ({"responsible_body": "Ministry of Magic"}, "query.responsible_body"),
+    ],
+)
+async def test_bad_filters_are_422_naming_the_field(catalog, params, field) -> None:
+    response = await catalog.get("/v1/recommendations", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+async def test_writes_need_a_key_with_the_right_role(catalog, admin) -> None:
+    payload = {
+        "state_under_review": "KHM",
+        "cycle": 3,
+        "number": "110.1",
+        "text": "Establish an independent national human rights institution",
+        "recommending_states": ["Belgium"],
+    }
+    assert (await catalog.post("/v1/recommendations", json=payload)).status_code == 401
+    bad = await catalog.post(
+        "/v1/recommendations", json=payload, headers={"Authorization": "Bearer nope"}
+    )
+    assert bad.status_code == 401
+    editor = await editor_key(catalog, admin)
+    assert (await catalog.get("/v1/keys", headers=editor)).status_code == 403
+    assert (
+        await catalog.post("/v1/recommendations", json=payload, headers=editor)
+    ).status_code == 201
+    assert (await catalog.get("/v1/recommendations", params={"cycle": 3})).json()["total"] == 1
+
+
+async def test_every_write_emits_its_event_with_the_full_state(catalog, admin, events) -> None:
+    await events.start()
+    editor = await editor_key(catalog, admin)
+    created = await catalog.post(
+        "/v1/recommendations",
+        json={
+            "state_under_review": "Cambodia",
+            "cycle": 3,
+            "number": "110.17",
+            "text": "Adopt a law on access to information",
+            "recommending_states": ["BEL", "Sweden"],
+            "issues": ["freedom of opinion and expression"],
+            "responses": [{"position": "pending", "source": "A/HRC/41/17"}],
+        },
+        headers=editor,
+    )
+    assert created.status_code == 201, created.text
+    rec = created.json()
+    assert rec["id"] == "KHM-3-110.17"
+    assert rec["action_category"] == 5 and rec["action_category_suggested"] is True
+    rid = rec["id"]
+
+    patched = await catalog.patch(
+        f"/v1/recommendations/{rid}", json={"action_category": 4, "sdg_goals": [16]}, headers=editor
+    )
+    assert patched.status_code == 200 and patched.json()["action_category_suggested"] is False
+    responded = await catalog.post(
+        f"/v1/recommendations/{rid}/responses",
+        json={"position": "supported", "declared_label": "accepted", "date": "2019-07-11"},
+        headers=editor,
+    )
+    assert responded.status_code == 201 and responded.json()["response"]["position"] == "supported"
+    assigned = await catalog.put(
+        f"/v1/recommendations/{rid}/responsible-bodies",
+        json={"responsible_bodies": [{"name": "Ministry of Information", "role": "lead"}]},
+        headers=editor,
+    )
+    assert assigned.status_code == 200
+    prioritised = await catalog.put(
+        f"/v1/recommendations/{rid}/priorities",
+        json={"term": "short", "set_by": "CHRAC coalition", "note": "before the elections"},
+        headers=editor,
+    )
+    assert prioritised.status_code == 200
+
+    kinds = ["created", "updated", "response_changed", "assigned", "prioritised"]
+    for kind in kinds:
+        [event] = await events.wait_for(1, type=f"upr.catalog.recommendation.{kind}")
+        assert event["subject"] == rid
+        assert event["specversion"] == "1.0"
+        assert event["data"]["recommendation"]["id"] == rid
+    last = (await events.wait_for(1, type="upr.catalog.recommendation.prioritised"))[0]
+    state = last["data"]["recommendation"]
+    assert state["version"] == 5
+    assert state["responsible_bodies"] == [{"name": "Ministry of Information", "role": "lead"}]
+    assert state["priorities"][0]["set_by"] == "CHRAC coalition"
+    assert [c["iso3"] for c in state["recommending_states"]] == ["BEL", "SWE"]
+    updated = (await events.wait_for(1, type="upr.catalog.recommendation.updated"))[0]
+    assert sorted(updated["data"]["changed_fields"]) == ["action_category", "sdg_goals"]
+
+    by_body = await catalog.get(
+        "/v1/recommendations", params={"responsible_body": "Ministry of Information"}
+    )
+    assert by_body.json()["total"] == 1
+    by_priority = await catalog.get("/v1/recommendations", params={"priority": "short"})
+    assert by_priority.json()["total"] == 1
+
+
+async def test_bad_writes_are_4xx_and_write_nothing(catalog, admin, events) -> None:
+    await events.start()
+    editor = await editor_key(catalog, admin)
+    cases = [
+        ({"state_under_review": "KHM", "cycle": 2, "number": "1.1", "text": "Do it",
+          "recommending_states": ["Atlantis"]}, "body.recommending_states.0"),
+        ({"state_under_review": "KHM", "cycle": 2, "number": "1.1", "text": "Do it please",
+          "recommending_states": ["BEL"], "issues": ["Astrology"]}, "body.issues.0"),
+        ({"state_under_review": "KHM", "cycle": 2, "number": "1.1", "text": "Do it please",
+          "recommending_states": ["BEL"], "colour": "red"}, "body.colour"),
+    ]  # fmt: skip
+    for payload, field in cases:
+        response = await catalog.post("/v1/recommendations", json=payload, headers=editor)
+        assert response.status_code == 422, response.text
+        assert field in [e["field"] for e in response.json()["errors"]]
+    good = {
+        "state_under_review": "KHM",
+        "cycle": 2,
+        "number": "1.1",
+        "text": "Do it please",
+        "recommending_states": ["BEL"],
+    }
+    assert (await catalog.post("/v1/recommendations", json=good, headers=editor)).status_code == 201
+    again = await catalog.post("/v1/recommendations", json=good, headers=editor)
+    assert again.status_code == 409
+    await events.wait_for(1)
+    assert len(events.events) == 1
+    assert (await catalog.get("/v1/recommendations")).json()["total"] == 1
+
+
+async def test_bad_files_are_rejected_and_write_nothing(catalog, admin) -> None:
+    async def post(content: bytes, **params: str) -> httpx.Response:
+        return await catalog.post("/v1/imports", params=params, content=content, headers=admin)
+
+    missing_columns = await post(b"SuR,Recommendation\nCambodia,Do it\n", format="upr-info-csv")
+    assert missing_columns.status_code == 422
+    assert "RS" in missing_columns.json()["detail"]
+    latin1 = await post("SuR;Recommendation\nCôte".encode("latin-1"), format="upr-info-csv")
+    assert latin1.status_code == 422
+    empty = await post(b"", format="csv")
+    assert empty.status_code == 422
+    unknown_format = await post(b"a,b\n", format="excel")
+    assert unknown_format.status_code == 422
+
+    rows = DEMO.read_text(encoding="utf-8").splitlines()
+    broken = [*rows[:1], rows[1].replace(",France,FRA,", ",Atlantis,ATL,"), *rows[2:8]]
+    atomic = await post("\n".join(broken).encode(), format="positions-csv", atomic="true")
+    assert atomic.status_code == 422
+    report = atomic.json()["report"]
+    assert report["committed"] is False and report["rejected"][0]["line"] == 2
+    assert (await catalog.get("/v1/recommendations")).json()["total"] == 0
+
+    partial = await post("\n".join(broken).encode(), format="positions-csv")
+    assert partial.status_code == 200
+    assert partial.json()["created"] == 6 and len(partial.json()["rejected"]) == 1
+
+    too_big = await catalog.post(
+        "/v1/imports",
+        params={"format": "csv"},
+        content=b"x" * (catalog_max_body(catalog) + 1),
+        headers=admin,
+    )
+    assert too_big.status_code == 413
+
+
+def catalog_max_body(client: httpx.AsyncClient) -> int:
+    return client._transport.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
+
+
+async def test_utf16_and_bom_uploads_import(catalog, admin) -> None:
+    text = DEMO.read_text(encoding="utf-8")
+    for encoded in (text.encode("utf-16"), b"\xef\xbb\xbf" + text.encode()):
+        response = await catalog.post(
+            "/v1/imports", params={"format": "positions-csv"}, content=encoded, headers=admin
+        )
+        assert response.status_code == 200, response.text
+    assert (await catalog.get("/v1/recommendations")).json()["total"] == 205
+
+
+async def test_similar_finds_the_standing_invitation_cluster(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    similar = (await catalog.get("/v1/recommendations/KHM-2-119.13/similar")).json()
+    ids = [s["id"] for s in similar]
+    assert "KHM-2-119.14" in ids[:3] and "KHM-2-119.15" in ids[:3]
+    assert all(0 < s["similarity"] <= 1 for s in similar)
+
+
+async def test_export_round_trips_through_import(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    editor = await editor_key(catalog, admin)
+    await catalog.put(
+        "/v1/recommendations/KHM-2-118.17/responsible-bodies",
+        json={"responsible_bodies": [{"name": "Ministry of Information", "role": "lead"}]},
+        headers=editor,
+    )
+    exported_csv = await catalog.get("/v1/recommendations/export", params={"format": "csv"})
+    assert exported_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported_csv.text)))
+    assert len(rows) == 205
+    for fmt, content in (
+        ("csv", exported_csv.content),
+        ("json", (await catalog.get("/v1/recommendations/export?format=json")).content),
+        ("json", (await catalog.get("/v1/recommendations/export?format=ndjson")).content),
+    ):
+        report = (
+            await catalog.post(
+                "/v1/imports", params={"format": fmt}, content=content, headers=admin
+            )
+        ).json()
+        assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 205), fmt
+    assert (
+        len(json.loads((await catalog.get("/v1/recommendations/export?format=json")).text)) == 205
+    )
+    noted = await catalog.get(
+        "/v1/recommendations/export", params={"format": "ndjson", "response": "noted"}
+    )
+    assert len(noted.text.splitlines()) == 42
+
+
+async def test_exported_csv_defuses_formulas(catalog, admin) -> None:
+    editor = await editor_key(catalog, admin)
+    await catalog.post(
+        "/v1/recommendations",
+        json={
+            "state_under_review": "KHM",
+            "cycle": 2,
+            "number": "1.1",
+            "text": '=HYPERLINK("http://evil") ratify the convention',
+            "recommending_states": ["BEL"],
+        },
+        headers=editor,
+    )
+    exported = (await catalog.get("/v1/recommendations/export?format=csv")).text
+    [row] = list(csv.DictReader(io.StringIO(exported)))
+    assert row["text"].startswith("'=")
+    report = (
+        await catalog.post(
+            "/v1/imports", params={"format": "csv"}, content=exported.encode(), headers=admin
+        )
+    ).json()
+    assert report["unchanged"] == 1
+
+
+async def test_health_and_readiness(catalog) -> None:
+    assert (await catalog.get("/healthz")).json() == {"status": "ok"}
+    ready = await catalog.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "nats": "ok"}
+    assert "x-request-id" in ready.headers
+
+
+async def test_openapi_documents_problems(catalog) -> None:
+    schema = (await catalog.get("/openapi.json")).json()
+    post = schema["paths"]["/v1/recommendations"]["post"]["responses"]
+    assert {"401", "403", "409", "422"} <= set(post)
+    assert "Problem" in schema["components"]["schemas"]
