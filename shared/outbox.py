@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, event, func, select, update
+from sqlalchemy import BigInteger, Index, Integer, String, Text, event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -31,8 +31,8 @@ class OutboxMessage(PlumbingBase):
         Index(
             "ix_outbox_unpublished",
             "seq",
-            postgresql_where="published_at IS NULL",
-            sqlite_where="published_at IS NULL",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
         ),
     )
 

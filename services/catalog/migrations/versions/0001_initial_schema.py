@@ -253,8 +253,8 @@ def upgrade() -> None:
             "ix_outbox_unpublished",
             ["seq"],
             unique=False,
-            postgresql_where="published_at IS NULL",
-            sqlite_where="published_at IS NULL",
+            postgresql_where=sa.text("published_at IS NULL"),
+            sqlite_where=sa.text("published_at IS NULL"),
         )
 
     if op.get_bind().dialect.name == "postgresql":
@@ -268,8 +268,8 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_outbox_unpublished",
-            postgresql_where="published_at IS NULL",
-            sqlite_where="published_at IS NULL",
+            postgresql_where=sa.text("published_at IS NULL"),
+            sqlite_where=sa.text("published_at IS NULL"),
         )
 
     op.drop_table("outbox")
