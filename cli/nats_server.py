@@ -78,7 +78,10 @@ class NatsServer:
         """Start the server and wait until it accepts connections."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(self._args(), stdout=out, stderr=subprocess.STDOUT)
+        # Own session: Ctrl-C in `upr dev` reaches the services first; the broker stops last.
+        self.process = subprocess.Popen(
+            self._args(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
