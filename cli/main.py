@@ -22,7 +22,7 @@ app = typer.Typer(help="UPR Tracker command line.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-SERVICES = {"catalog": 8001}
+SERVICES = {"catalog": 8001, "monitoring": 8002}
 DEV_NATS_PORT = 4250
 
 
@@ -83,23 +83,42 @@ def dev(
         typer.echo("stopped")
 
 
+def _service_database(name: str) -> tuple[str, Path]:
+    """A service's database URL (from its settings) and migrations folder."""
+    if name == "catalog":
+        from services.catalog.app import MIGRATIONS
+        from services.catalog.settings import CatalogSettings
+
+        return CatalogSettings().database_url, MIGRATIONS
+    from services.monitoring.app import MIGRATIONS as MONITORING_MIGRATIONS
+    from services.monitoring.settings import MonitoringSettings
+
+    return MonitoringSettings().database_url, MONITORING_MIGRATIONS
+
+
 @app.command()
-def migrate() -> None:
-    """Apply every service's database migrations."""
-    from services.catalog.app import MIGRATIONS
-    from services.catalog.settings import CatalogSettings
+def migrate(
+    service: Annotated[list[str] | None, typer.Argument(help="Services to migrate (all)")] = None,
+) -> None:
+    """Apply the services' database migrations."""
     from shared import migrate as migrations
     from shared.db import create_engine
 
-    async def run() -> None:
-        engine = create_engine(CatalogSettings().database_url)
-        try:
-            await migrations.upgrade(engine, MIGRATIONS)
-        finally:
-            await engine.dispose()
+    for name in service or list(SERVICES):
+        if name not in SERVICES:
+            typer.echo(f"unknown service {name!r}; choose from {', '.join(SERVICES)}", err=True)
+            raise typer.Exit(2)
+        url, folder = _service_database(name)
 
-    asyncio.run(run())
-    typer.echo("catalog: migrated")
+        async def run(url: str = url, folder: Path = folder) -> None:
+            engine = create_engine(url)
+            try:
+                await migrations.upgrade(engine, folder)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+        typer.echo(f"{name}: migrated")
 
 
 @app.command("import")
@@ -197,14 +216,19 @@ def create_key(
     role: Annotated[str, typer.Option(help="admin, editor or assessor")],
     name: Annotated[str, typer.Option(help="Who holds the key")],
     organisation: Annotated[str | None, typer.Option(help="The holder's organisation")] = None,
+    service: Annotated[str, typer.Option(help="catalog or monitoring")] = "catalog",
 ) -> None:
-    """Create an API key in the catalog database and print it (shown once)."""
-    from services.catalog.settings import CatalogSettings
+    """Create an API key in a service's database and print it (shown once)."""
     from shared.auth import create_key as store_key
     from shared.db import create_engine, create_session_factory
 
+    if service not in SERVICES:
+        typer.echo(f"unknown service {service!r}; choose from {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(2)
+    url, _ = _service_database(service)
+
     async def run() -> str:
-        engine = create_engine(CatalogSettings().database_url)
+        engine = create_engine(url)
         try:
             async with create_session_factory(engine)() as db:
                 _, plaintext = await store_key(db, name=name, role=role, organisation=organisation)

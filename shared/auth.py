@@ -124,6 +124,23 @@ def require_role(role: str):
     return dependency
 
 
+async def optional_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller on public reads: None without a key; a wrong key is still a 401."""
+    if credentials is None or not credentials.credentials:
+        return None
+    settings = request.app.state.settings
+    bootstrap = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+    principal = await authenticate(session, credentials.credentials, bootstrap)
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    return principal
+
+
+OptionalKey = Annotated[Principal | None, Depends(optional_principal)]
 EditorKey = Annotated[Principal, Depends(require_role("editor"))]
 AdminKey = Annotated[Principal, Depends(require_role("admin"))]
 AssessorKey = Annotated[Principal, Depends(require_role("assessor"))]

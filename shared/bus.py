@@ -268,6 +268,14 @@ class Consumer:
                 await self._task
             self._task = None
 
+    async def replay(self) -> None:
+        """Start over from the beginning of the stream (the handler must be idempotent)."""
+        await self.stop()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self.bus.js.delete_consumer(self.bus.stream, self.durable)
+        self._stopping = False
+        self.start()
+
     def _config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
             durable_name=self.durable,

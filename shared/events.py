@@ -160,3 +160,147 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RecommendationPrioritised,
     )
 }
+
+
+# --- monitoring --------------------------------------------------------------------------
+
+
+class RecommendationRef(BaseModel):
+    """What monitoring events carry about the recommendation, so consumers need not call back."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    number: str | None = None
+    text: str
+    state_under_review: str
+    cycle: int | None = None
+    response: str | None = None
+    recommending_states: list[CountryRef] = []
+    issues: list[str] = []
+    responsible_bodies: list[ResponsibleBodySnapshot] = []
+
+
+class AssessmentSnapshot(BaseModel):
+    id: str
+    organisation: str
+    assessor_type: str
+    status: str
+    dimension: str
+    assessed_on: dt.date
+    summary: str | None = None
+    evidence_ids: list[str] = []
+
+
+class EvidenceSnapshot(BaseModel):
+    id: str
+    kind: str
+    title: str
+    url: str | None = None
+    published_on: dt.date | None = None
+    visibility: Literal["public", "restricted"]
+    verification_status: str
+
+
+class VerificationSnapshot(BaseModel):
+    status: Literal["unverified", "verified", "disputed"]
+    by: str | None = None
+    at: dt.datetime | None = None
+    reason: str | None = None
+
+
+class IndicatorSnapshot(BaseModel):
+    id: str
+    name: str
+    kind: Literal["quantitative", "qualitative"]
+    unit: str | None = None
+    target_value: float | None = None
+    target_date: dt.date | None = None
+
+
+class MeasurementSnapshot(BaseModel):
+    id: str
+    value: float | None = None
+    text_value: str | None = None
+    measured_on: dt.date
+    evidence_id: str | None = None
+
+
+class DeadlineSnapshot(BaseModel):
+    id: str
+    kind: str
+    title: str
+    state_under_review: str
+    cycle: int | None = None
+    recommendation_id: str | None = None
+    responsible_body: str | None = None
+    due_on: dt.date
+    recurrence_months: int | None = None
+    met_on: dt.date | None = None
+
+
+class MonitoringEvent(EventData):
+    """Common shape of monitoring events about one recommendation."""
+
+    recommendation: RecommendationRef
+
+
+class AssessmentRecorded(MonitoringEvent):
+    event_type: ClassVar[str] = "upr.monitoring.assessment.recorded"
+    assessment: AssessmentSnapshot
+
+
+class StatusChanged(MonitoringEvent):
+    event_type: ClassVar[str] = "upr.monitoring.status.changed"
+    previous_status: str | None
+    status: str
+    organisation: str
+    assessor_type: str
+    reason: str | None = None
+    assessment_id: str
+
+
+class EvidenceAdded(MonitoringEvent):
+    event_type: ClassVar[str] = "upr.monitoring.evidence.added"
+    evidence: EvidenceSnapshot
+
+
+class EvidenceVerified(MonitoringEvent):
+    event_type: ClassVar[str] = "upr.monitoring.evidence.verified"
+    evidence: EvidenceSnapshot
+    verification: VerificationSnapshot
+
+
+class IndicatorMeasured(MonitoringEvent):
+    event_type: ClassVar[str] = "upr.monitoring.indicator.measured"
+    indicator: IndicatorSnapshot
+    measurement: MeasurementSnapshot
+
+
+class DeadlineSet(EventData):
+    event_type: ClassVar[str] = "upr.monitoring.deadline.set"
+    deadline: DeadlineSnapshot
+    recommendation: RecommendationRef | None = None
+
+
+class DeadlineMet(EventData):
+    event_type: ClassVar[str] = "upr.monitoring.deadline.met"
+    deadline: DeadlineSnapshot
+    recommendation: RecommendationRef | None = None
+    evidence_id: str | None = None
+
+
+EVENT_TYPES.update(
+    {
+        model.event_type: model
+        for model in (
+            AssessmentRecorded,
+            StatusChanged,
+            EvidenceAdded,
+            EvidenceVerified,
+            IndicatorMeasured,
+            DeadlineSet,
+            DeadlineMet,
+        )
+    }
+)

@@ -67,6 +67,21 @@ async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def make_database(postgres_admin_url: str) -> AsyncIterator:
+    """Create more fresh databases in one test (one per service); all dropped afterwards."""
+    names: list[str] = []
+
+    async def make() -> str:
+        name = await infra.create_database(postgres_admin_url)
+        names.append(name)
+        return infra.async_url(infra.with_database(postgres_admin_url, name))
+
+    yield make
+    for name in names:
+        await infra.drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
 def admin_key() -> str:
     return "test-admin-" + secrets.token_urlsafe(16)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +14,9 @@ from services.catalog import formats, imports
 from services.catalog.models import Recommendation
 from services.catalog.routes import router
 from services.catalog.settings import CatalogSettings
-from shared import migrate
 from shared.auth import keys_router
-from shared.bus import Bus
-from shared.db import create_engine, create_session_factory
 from shared.http import install_plumbing
-from shared.outbox import OutboxRelay
+from shared.service import run_service
 
 log = logging.getLogger(__name__)
 
@@ -43,44 +38,12 @@ async def seed_demo(app: FastAPI) -> None:
     log.info("seeded the demo set: %d recommendations", report.created)
 
 
-async def _connect_bus(bus: Bus) -> None:
-    try:
-        await bus.connect()
-    except Exception as exc:
-        log.error("could not connect to NATS: %r", exc)
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: CatalogSettings = app.state.settings
-    engine = create_engine(settings.database_url)
-    session_factory = create_session_factory(engine)
-    app.state.engine = engine
-    app.state.session_factory = session_factory
-    if settings.migrate_on_start:
-        await migrate.upgrade(engine, MIGRATIONS)
-    bus = Bus(settings, client_name="upr-catalog")
-    app.state.bus = bus
-    relay = OutboxRelay(
-        session_factory,
-        bus,
-        batch_size=settings.outbox_batch_size,
-        poll_interval=settings.outbox_poll_interval_s,
-    )
-    app.state.relay = relay
-    connecting = asyncio.create_task(_connect_bus(bus))
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(connecting), timeout=5)
-    relay.start()
-    if settings.seed_demo:
-        await seed_demo(app)
-    try:
+    async with run_service(app, client_name="upr-catalog", migrations=MIGRATIONS):
+        if app.state.settings.seed_demo:
+            await seed_demo(app)
         yield
-    finally:
-        connecting.cancel()
-        await relay.stop()
-        await bus.close()
-        await engine.dispose()
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:

@@ -287,7 +287,7 @@ WRITE_ERRORS = {**AUTH_ERRORS, **problem_responses(InvalidValue)}
     responses={**WRITE_ERRORS, **problem_responses(recommendations.RecommendationExists)},
 )
 async def create_recommendation(
-    body: RecommendationCreate, session: SessionDep, _: EditorKey
+    _: EditorKey, body: RecommendationCreate, session: SessionDep
 ) -> RecommendationOut:
     rec = await recommendations.create(session, body)
     return RecommendationOut.model_validate(recommendations.snapshot(rec))
@@ -300,7 +300,7 @@ async def create_recommendation(
     responses={**WRITE_ERRORS, **NOT_FOUND},
 )
 async def update_recommendation(
-    body: RecommendationUpdate, rec: RecommendationDep, session: SessionDep, _: EditorKey
+    _: EditorKey, body: RecommendationUpdate, rec: RecommendationDep, session: SessionDep
 ) -> RecommendationOut:
     rec, _changed = await recommendations.update(session, rec, body)
     return RecommendationOut.model_validate(recommendations.snapshot(rec))
@@ -314,7 +314,7 @@ async def update_recommendation(
     responses={**WRITE_ERRORS, **NOT_FOUND},
 )
 async def append_response(
-    body: ResponseIn, rec: RecommendationDep, session: SessionDep, _: EditorKey
+    _: EditorKey, body: ResponseIn, rec: RecommendationDep, session: SessionDep
 ) -> RecommendationOut:
     rec = await recommendations.append_response(session, rec, body)
     return RecommendationOut.model_validate(recommendations.snapshot(rec))
@@ -327,7 +327,7 @@ async def append_response(
     responses={**WRITE_ERRORS, **NOT_FOUND},
 )
 async def assign(
-    body: AssignmentIn, rec: RecommendationDep, session: SessionDep, _: EditorKey
+    _: EditorKey, body: AssignmentIn, rec: RecommendationDep, session: SessionDep
 ) -> RecommendationOut:
     rec = await recommendations.assign(session, rec, body)
     return RecommendationOut.model_validate(recommendations.snapshot(rec))
@@ -340,7 +340,7 @@ async def assign(
     responses={**WRITE_ERRORS, **NOT_FOUND},
 )
 async def prioritise(
-    body: PriorityIn, rec: RecommendationDep, session: SessionDep, _: EditorKey
+    _: EditorKey, body: PriorityIn, rec: RecommendationDep, session: SessionDep
 ) -> RecommendationOut:
     rec = await recommendations.prioritise(session, rec, body)
     return RecommendationOut.model_validate(recommendations.snapshot(rec))
@@ -409,8 +409,8 @@ def _reader(
 )
 async def import_file(
     request: Request,
-    session: SessionDep,
     _: EditorKey,
+    session: SessionDep,
     format: Annotated[ImportFormat, Query()],
     atomic: Annotated[bool, Query(description="All-or-nothing")] = False,
     state_under_review: Annotated[str | None, Query(max_length=120)] = None,

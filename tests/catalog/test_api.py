@@ -371,3 +371,16 @@ async def test_openapi_documents_problems(catalog) -> None:
     post = schema["paths"]["/v1/recommendations"]["post"]["responses"]
     assert {"401", "403", "409", "422"} <= set(post)
     assert "Problem" in schema["components"]["schemas"]
+
+
+async def test_every_write_route_needs_a_key(catalog) -> None:
+    schema = (await catalog.get("/openapi.json")).json()
+    walked = 0
+    for path, methods in schema["paths"].items():
+        for method in methods:
+            if method in {"post", "put", "patch", "delete"}:
+                url = path.replace("{recommendation_id}", "KHM-2-118.17").replace("{key_id}", "x")
+                response = await catalog.request(method.upper(), url, json={})
+                assert response.status_code == 401, (method, path, response.status_code)
+                walked += 1
+    assert walked >= 8

@@ -1,4 +1,4 @@
-"""Alembic environment of the catalog (connection given by shared.migrate, or URL from settings)."""
+"""Alembic environment of the catalog (connection from shared.migrate, or URL from settings)."""
 
 from __future__ import annotations
 
