@@ -115,8 +115,11 @@ class Bus:
             await consumer.stop()
         self._consumers.clear()
         if self._nc is not None and not self._nc.is_closed:
+            # Every publish already awaited its ack, so there is nothing to drain.
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
         self._nc = None
         self._js = None
 
