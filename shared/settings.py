@@ -8,7 +8,18 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "change-me", "changeme", "secret", "dev-admin-key", "admin", "password", "test"}
+    {
+        "",
+        "change-me",
+        "changeme",
+        "secret",
+        "dev-admin-key",
+        "dev-notifications-secret",
+        "dev-sms-secret",
+        "admin",
+        "password",
+        "test",
+    }
 )
 DEV_ADMIN_API_KEY = "dev-admin-key"
 
