@@ -304,3 +304,31 @@ EVENT_TYPES.update(
         )
     }
 )
+
+
+# --- notifications -----------------------------------------------------------------------
+
+
+class DeliveryOutcome(EventData):
+    """What happened to one message (never the address itself)."""
+
+    delivery_id: str
+    event_id: str
+    event_type: str
+    kind: str
+    recipient_id: str
+    channel: Literal["email", "sms", "webhook"]
+    attempts: int
+
+
+class DeliverySent(DeliveryOutcome):
+    event_type: ClassVar[str] = "upr.notifications.delivery.sent"
+    provider_id: str | None = None
+
+
+class DeliveryFailed(DeliveryOutcome):
+    event_type: ClassVar[str] = "upr.notifications.delivery.failed"
+    error: str
+
+
+EVENT_TYPES.update({m.event_type: m for m in (DeliverySent, DeliveryFailed)})

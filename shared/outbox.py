@@ -126,7 +126,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        session_factory.configure(info={WAKE_KEY: self.wake})
+        session_factory.kw.setdefault("info", {})[WAKE_KEY] = self.wake
 
     def wake(self) -> None:
         """Ask the relay to look for new rows now rather than at the next poll."""
