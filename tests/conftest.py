@@ -152,3 +152,13 @@ def http_client_for():
                 yield client
 
     return open_client
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    """Print one line per fault test: events sent, handled, delivered, duplicates, lost."""
+    from tests.faults.conftest import FAULT_SUMMARIES
+
+    if FAULT_SUMMARIES:
+        terminalreporter.section("fault summary")
+        for line in FAULT_SUMMARIES:
+            terminalreporter.write_line(line)

@@ -18,6 +18,11 @@ def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
     server.kill()
 
 
+FAULT_SUMMARIES: list[str] = []
+
+
 def summary(name: str, **figures: int) -> str:
-    """The one-line fault summary `make test` prints."""
-    return f"FAULT {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items())
+    """The one-line fault summary `make test` prints at the end of the run."""
+    line = f"FAULT {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items())
+    FAULT_SUMMARIES.append(line)
+    return line
