@@ -154,7 +154,7 @@ def http_client_for():
     return open_client
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Print one line per fault test: events sent, handled, delivered, duplicates, lost."""
     from tests.faults.conftest import FAULT_SUMMARIES
 
