@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.catalog import formats, imports
+from services.catalog import formats, imports, recommendations
 from services.catalog.models import Recommendation
 from services.catalog.routes import router
 from services.catalog.settings import CatalogSettings
@@ -34,6 +34,7 @@ async def seed_demo(app: FastAPI) -> None:
         report = await imports.run_import(
             session, rows, fmt="positions-csv", atomic=True, filename=DEMO_FILE.name
         )
+        await recommendations.recompute_clusters(session, "KHM")
         await session.commit()
     log.info("seeded the demo set: %d recommendations", report.created)
 

@@ -44,7 +44,10 @@ _DIGITS = re.compile(r"\d+")
 _SLUG = re.compile(r"[^A-Za-z0-9.]+")
 _STOPWORDS = frozenset(
     "a an and the of to in on for with its by as at or be is are that this from all"
-    " which into their it other including".split()
+    " which into their it other including such any more also well those these"
+    # Words most recommendations share say nothing about which ones are alike.
+    " issue extend ensure take continue consider further measures efforts step steps"
+    " human rights united nations council international national".split()
 )
 _WORD = re.compile(r"[a-z]+")
 
@@ -385,9 +388,9 @@ def _words(text: str) -> frozenset[str]:
     )
 
 
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """Overlap of two word sets, 0 to 1."""
-    return len(a & b) / len(a | b) if a and b else 0.0
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Dice overlap of two word sets, 0 to 1."""
+    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
 
 
 async def similar(
@@ -399,8 +402,48 @@ async def similar(
     for row in await queries.texts_for_state(session, rec.state_under_review):
         if row[0] == rec.id:
             continue
-        score = jaccard(target, _words(row[2]))
+        score = similarity(target, _words(row[2]))
         if score >= threshold:
             scored.append((row, round(score, 3)))
     scored.sort(key=lambda item: (-item[1], item[0][0]))
     return scored[:limit]
+
+
+async def recompute_clusters(
+    session: AsyncSession, state_under_review: str, *, threshold: float = 0.6
+) -> int:
+    """Group near-duplicate recommendations to one State; returns how many changed cluster.
+
+    A cluster is named after its first member's id; a recommendation alike to none has none.
+    """
+    rows = await queries.texts_for_state(session, state_under_review)
+    words = [_words(text) for _, _, text, _ in rows]
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            if similarity(words[i], words[j]) >= threshold:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[str]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(find(i), []).append(row[0])
+    wanted = {
+        rec_id: (min(members) if len(members) > 1 else None)
+        for members in groups.values()
+        for rec_id in members
+    }
+    changed = 0
+    for rec_id, cluster_id in sorted(wanted.items()):
+        rec = await load(session, rec_id)
+        if rec.cluster_id != cluster_id:
+            _, fields = await update(
+                session, rec, RecommendationUpdate.model_validate({"cluster_id": cluster_id})
+            )
+            changed += bool(fields)
+    return changed

@@ -455,6 +455,27 @@ async def get_import(
     return ImportReport.model_validate(run.report)
 
 
+@router.post(
+    "/clusters/recompute",
+    tags=["recommendations"],
+    summary="Group near-duplicate recommendations to a State into clusters",
+    description="Sets cluster_id on alike recommendations (word overlap); emits updated events.",
+    responses=WRITE_ERRORS,
+)
+async def recompute_clusters(
+    _: EditorKey,
+    session: SessionDep,
+    state_under_review: Annotated[str, Query(max_length=120)],
+    threshold: Annotated[float, Query(ge=0.2, le=1.0)] = 0.6,
+) -> dict[str, int]:
+    try:
+        sur = resolve_country(state_under_review).iso3
+    except UnknownCountry as exc:
+        raise InvalidValue(str(exc), field="query.state_under_review") from exc
+    changed = await recommendations.recompute_clusters(session, sur, threshold=threshold)
+    return {"changed": changed}
+
+
 @router.get("/issues", tags=["vocabularies"], summary="The 54 UPR Info issue labels")
 async def list_issues() -> list[str]:
     return list(ISSUES)

@@ -384,3 +384,24 @@ async def test_every_write_route_needs_a_key(catalog) -> None:
                 assert response.status_code == 401, (method, path, response.status_code)
                 walked += 1
     assert walked >= 8
+
+
+async def test_clusters_group_near_duplicates(catalog, admin, events) -> None:
+    await import_demo(catalog, admin)
+    await events.start()
+    response = await catalog.post(
+        "/v1/clusters/recompute", params={"state_under_review": "KHM"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["changed"] >= 3
+    rec = (await catalog.get("/v1/recommendations/KHM-2-119.14")).json()
+    assert rec["cluster_id"] is not None
+    members = (
+        await catalog.get("/v1/recommendations", params={"cluster": rec["cluster_id"]})
+    ).json()
+    assert {"119.13", "119.14", "119.15"} <= {i["number"] for i in members["items"]}
+    await events.wait_for(response.json()["changed"], type="upr.catalog.recommendation.updated")
+    again = await catalog.post(
+        "/v1/clusters/recompute", params={"state_under_review": "KHM"}, headers=admin
+    )
+    assert again.json()["changed"] == 0
