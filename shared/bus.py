@@ -17,6 +17,7 @@ from nats.js import JetStreamContext, api
 from pydantic import ValidationError
 
 from shared.events import Envelope
+from shared.metrics import EVENTS_CONSUMED, EVENTS_PUBLISHED
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,10 @@ class Bus:
                 return
         await self.js.update_stream(config)
 
+    @property
+    def consumers(self) -> list[Consumer]:
+        return list(self._consumers)
+
     # --- publishing ---------------------------------------------------------------------
 
     def _headers(self, envelope: Envelope) -> dict[str, str]:
@@ -217,6 +222,7 @@ class Bus:
                 outcome.error = future.exception()
             else:
                 outcome.duplicate = bool(future.result().duplicate)
+        EVENTS_PUBLISHED.labels(self.client_name).inc(sum(o.ok for o in outcomes))
         return outcomes
 
     # --- consuming ----------------------------------------------------------------------
@@ -354,9 +360,11 @@ class Consumer:
                 exc,
             )
             await msg.nak(delay=delay)
+            EVENTS_CONSUMED.labels(self.bus.client_name, self.durable, "retried").inc()
             return
         await msg.ack()
         self.handled += 1
+        EVENTS_CONSUMED.labels(self.bus.client_name, self.durable, "handled").inc()
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         headers = {
@@ -377,4 +385,5 @@ class Consumer:
             return
         log.error("dead-lettered a message from %s on %s: %s", self.durable, msg.subject, error)
         self.dead_lettered += 1
+        EVENTS_CONSUMED.labels(self.bus.client_name, self.durable, "dead_lettered").inc()
         await msg.term()

@@ -334,9 +334,12 @@ def install_health_routes(
         return JSONResponse({"status": "ready", "checks": checks})
 
 
-def install_plumbing(app: FastAPI, *, max_body_bytes: int) -> None:
-    """Error handlers, middlewares and health routes every service has."""
+def install_plumbing(app: FastAPI, *, max_body_bytes: int, service: str) -> None:
+    """Error handlers, middlewares, health routes and metrics every service has."""
+    from shared.metrics import install_metrics
+
     install_error_handlers(app)
     install_health_routes(app)
+    install_metrics(app, service)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -46,7 +46,7 @@ def create_app(settings: MonitoringSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    install_plumbing(app, max_body_bytes=settings.max_body_bytes)
+    install_plumbing(app, max_body_bytes=settings.max_body_bytes, service="monitoring")
     app.include_router(router)
     app.include_router(keys_router())
     return app

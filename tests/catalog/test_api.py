@@ -405,3 +405,13 @@ async def test_clusters_group_near_duplicates(catalog, admin, events) -> None:
         "/v1/clusters/recompute", params={"state_under_review": "KHM"}, headers=admin
     )
     assert again.json()["changed"] == 0
+
+
+async def test_metrics_name_routes_not_ids(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    await catalog.get("/v1/recommendations/KHM-2-118.17")
+    text = (await catalog.get("/metrics")).text
+    assert 'route="/v1/recommendations/{recommendation_id}"' in text
+    assert "KHM-2-118.17" not in text
+    assert 'upr_outbox_backlog{service="catalog"}' in text
+    assert "upr_events_published_total" in text
