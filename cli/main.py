@@ -28,7 +28,7 @@ DEV_NATS_PORT = 4250
 
 @app.command()
 def dev(
-    data_dir: Annotated[Path, typer.Option(help="Where SQLite files and NATS data go")] = Path(
+    data_dir: Annotated[Path, typer.Option(help="Where NATS data and the local sinks go")] = Path(
         "data"
     ),
 ) -> None:
@@ -168,7 +168,7 @@ def import_file(
         raise typer.Exit(2)
     try:
         rows = list(readers[format]())
-    except formats.FormatError as exc:
+    except (formats.FormatError, ValueError) as exc:
         typer.echo(f"cannot import {file}: {exc}", err=True)
         raise typer.Exit(1) from exc
 
@@ -202,8 +202,8 @@ def import_file(
         typer.echo(f"rejected: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(
-        f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}, "
-        f"rejected {len(report.rejected)}"
+        f"import {report.id}: created {report.created}, updated {report.updated}, "
+        f"unchanged {report.unchanged}, rejected {len(report.rejected)}"
     )
     for rejection in report.rejected[:20]:
         typer.echo(f"  line {rejection.line}: {rejection.reason}")

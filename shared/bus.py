@@ -48,6 +48,7 @@ class Bus:
     def __init__(self, settings: BaseServiceSettings, client_name: str) -> None:
         self.settings = settings
         self.client_name = client_name
+        self.service = client_name.removeprefix("upr-")
         self.namespace = settings.nats_namespace
         self.stream = self.namespace.upper()
         self.dead_letter_stream = f"{self.stream}_DLQ"
@@ -222,7 +223,7 @@ class Bus:
                 outcome.error = future.exception()
             else:
                 outcome.duplicate = bool(future.result().duplicate)
-        EVENTS_PUBLISHED.labels(self.client_name).inc(sum(o.ok for o in outcomes))
+        EVENTS_PUBLISHED.labels(self.service).inc(sum(o.ok for o in outcomes))
         return outcomes
 
     # --- consuming ----------------------------------------------------------------------
@@ -360,11 +361,11 @@ class Consumer:
                 exc,
             )
             await msg.nak(delay=delay)
-            EVENTS_CONSUMED.labels(self.bus.client_name, self.durable, "retried").inc()
+            EVENTS_CONSUMED.labels(self.bus.service, self.durable, "retried").inc()
             return
         await msg.ack()
         self.handled += 1
-        EVENTS_CONSUMED.labels(self.bus.client_name, self.durable, "handled").inc()
+        EVENTS_CONSUMED.labels(self.bus.service, self.durable, "handled").inc()
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         headers = {
@@ -385,5 +386,5 @@ class Consumer:
             return
         log.error("dead-lettered a message from %s on %s: %s", self.durable, msg.subject, error)
         self.dead_lettered += 1
-        EVENTS_CONSUMED.labels(self.bus.client_name, self.durable, "dead_lettered").inc()
+        EVENTS_CONSUMED.labels(self.bus.service, self.durable, "dead_lettered").inc()
         await msg.term()

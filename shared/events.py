@@ -314,7 +314,7 @@ class DeliveryOutcome(EventData):
 
     delivery_id: str
     event_id: str
-    event_type: str
+    source_event_type: str
     kind: str
     recipient_id: str
     channel: Literal["email", "sms", "webhook"]

@@ -54,7 +54,7 @@ class BaseServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> BaseServiceSettings:
         if self.environment == "dev":
-            if self.admin_api_key is None:
+            if self.admin_api_key is None or not self.admin_api_key.get_secret_value():
                 self.admin_api_key = SecretStr(DEV_ADMIN_API_KEY)
             return self
         for name, value in self._secrets().items():
@@ -62,14 +62,16 @@ class BaseServiceSettings(BaseSettings):
                 PLACEHOLDER_SECRETS
             ):
                 raise ValueError(
-                    f"UPR_{name.upper()} holds a placeholder value; set a real secret "
+                    f"{name} holds a placeholder value; set a real secret "
                     f"(environment is {self.environment!r})"
                 )
         return self
 
     def _secrets(self) -> dict[str, SecretStr | None]:
+        """Secret settings by their environment variable name."""
         return {
-            name: getattr(self, name)
+            (field.validation_alias if isinstance(field.validation_alias, str) else None)
+            or f"UPR_{name.upper()}": getattr(self, name)
             for name, field in type(self).model_fields.items()
             if field.annotation in (SecretStr, SecretStr | None)
         }

@@ -237,6 +237,8 @@ async def _update_one(session: AsyncSession, rec: Recommendation, data: ImportRe
     changed: list[str] = []
     for name in DESCRIPTIVE:
         value = getattr(data, name)
+        if value is None or value == []:
+            continue  # formats carry different fields: an import fills and changes, never clears
         if getattr(rec, name) != value:
             setattr(rec, name, value)
             changed.append(name)
@@ -248,7 +250,9 @@ async def _update_one(session: AsyncSession, rec: Recommendation, data: ImportRe
     if data.cluster_id is not None and rec.cluster_id != data.cluster_id:
         rec.cluster_id = data.cluster_id
         changed.append("cluster_id")
-    known = {_response_key(recommendations._response_dict(e)) for e in rec.responses}
+    history = [recommendations.response_dict(e) for e in rec.responses]
+    previous = history[-1] if history else None
+    known = {_response_key(r) for r in history}
     new_responses = [r for r in _responses(data) if _response_key(r) not in known]
     now = utcnow()
     for response in new_responses:
@@ -282,10 +286,10 @@ async def _update_one(session: AsyncSession, rec: Recommendation, data: ImportRe
     if not (changed or new_responses or bodies_changed or priorities_changed):
         return False
     if "recommending_states" in changed or "issues" in changed:
-        await recommendations._set_links(session, rec.id, rec.recommending_states, rec.issues)
+        await recommendations.set_links(session, rec.id, rec.recommending_states, rec.issues)
     rec.version += 1
     rec.updated_at = now
-    fresh = await recommendations._reload(session, rec.id)
+    fresh = await recommendations.reload(session, rec.id)
     snap = recommendations.snapshot(fresh)
     emitted = []
     if changed:
@@ -295,7 +299,11 @@ async def _update_one(session: AsyncSession, rec: Recommendation, data: ImportRe
             )
         )
     if new_responses:
-        emitted.append(RecommendationResponseChanged.model_validate({"recommendation": snap}))
+        emitted.append(
+            RecommendationResponseChanged.model_validate(
+                {"recommendation": snap, "previous": previous}
+            )
+        )
     if bodies_changed:
         emitted.append(RecommendationAssigned.model_validate({"recommendation": snap}))
     if priorities_changed:
@@ -343,6 +351,8 @@ async def run_import(
                 tally.updated += 1
             else:
                 tally.unchanged += 1
+        # Outbox rows must reach the database before the identity map is cleared.
+        await session.flush()
         session.expunge_all()
         if progress is not None:
             progress(len(chunk))

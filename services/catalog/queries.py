@@ -161,9 +161,11 @@ async def list_page(
     return rows, int(total or 0), next_cursor
 
 
-async def get_full(session: AsyncSession, recommendation_id: str) -> Recommendation | None:
-    """One recommendation with its responses, bodies and priorities loaded."""
-    return await session.scalar(
+async def get_full(
+    session: AsyncSession, recommendation_id: str, *, refresh: bool = False
+) -> Recommendation | None:
+    """One recommendation with its responses, bodies and priorities loaded (refresh: anew)."""
+    stmt = (
         select(Recommendation)
         .where(Recommendation.id == recommendation_id)
         .options(
@@ -172,6 +174,9 @@ async def get_full(session: AsyncSession, recommendation_id: str) -> Recommendat
             selectinload(Recommendation.priorities),
         )
     )
+    if refresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    return await session.scalar(stmt)
 
 
 async def iter_full(

@@ -36,7 +36,7 @@ from shared.events import (
     RecommendationUpdated,
     ResponseSnapshot,
 )
-from shared.http import Conflict, NotFound
+from shared.http import Conflict, InvalidValue, NotFound
 from shared.outbox import record_event
 
 SOURCE = "upr/catalog"
@@ -97,7 +97,7 @@ def _country_ref(iso3: str) -> dict[str, str]:
     return {"iso3": iso3, "name": country_by_iso3(iso3).name}
 
 
-def _response_dict(event: ResponseEvent) -> dict[str, Any]:
+def response_dict(event: ResponseEvent) -> dict[str, Any]:
     return {
         "position": event.position,
         "declared_label": event.declared_label,
@@ -160,7 +160,7 @@ def snapshot(rec: Recommendation) -> dict[str, Any]:
     """The recommendation's full state (responses, bodies and priorities must be loaded)."""
     return snapshot_from(
         {name: getattr(rec, name) for name in COLUMNS},
-        [_response_dict(e) for e in rec.responses],
+        [response_dict(e) for e in rec.responses],
         [{"name": b.name, "role": b.role} for b in rec.responsible_bodies],
         [{"term": p.term, "set_by": p.set_by, "note": p.note} for p in rec.priorities],
     )
@@ -193,13 +193,15 @@ async def load(session: AsyncSession, recommendation_id: str) -> Recommendation:
     return rec
 
 
-async def _reload(session: AsyncSession, rec_id: str) -> Recommendation:
+async def reload(session: AsyncSession, rec_id: str) -> Recommendation:
+    """Flush pending changes and load the recommendation afresh with its related rows."""
     await session.flush()
-    session.expire_all()
-    return await load(session, rec_id)
+    rec = await queries.get_full(session, rec_id, refresh=True)
+    assert rec is not None
+    return rec
 
 
-async def _set_links(
+async def set_links(
     session: AsyncSession, rec_id: str, states: list[str], issues: list[str]
 ) -> None:
     await session.execute(
@@ -269,8 +271,8 @@ async def create(session: AsyncSession, data: RecommendationCreate) -> Recommend
         session.add(
             ResponseEvent(recommendation_id=rec_id, recorded_at=now, **response.model_dump())
         )
-    await _set_links(session, rec_id, data.recommending_states, data.issues)
-    rec = await _reload(session, rec_id)
+    await set_links(session, rec_id, data.recommending_states, data.issues)
+    rec = await reload(session, rec_id)
     record_event(
         session,
         RecommendationCreated.model_validate({"recommendation": snapshot(rec)}),
@@ -285,17 +287,41 @@ def _touch(rec: Recommendation) -> None:
     rec.updated_at = utcnow()
 
 
+LIST_FIELDS = ("issues", "affected_groups", "sdg_goals")
+
+
 async def update(
     session: AsyncSession, rec: Recommendation, data: RecommendationUpdate
 ) -> tuple[Recommendation, list[str]]:
     """Change descriptive fields; records an updated event when anything changed."""
     changes = data.model_dump(exclude_unset=True)
+    for name in ("text", "recommending_states"):
+        if name in changes and changes[name] is None:
+            raise InvalidValue(f"{name} cannot be emptied", field=f"body.{name}")
+    for name in LIST_FIELDS:
+        if name in changes and changes[name] is None:
+            changes[name] = []
+    if rec.number is None and (
+        ("text" in changes and changes["text"] != rec.text)
+        or (
+            "recommending_states" in changes
+            and sorted(changes["recommending_states"]) != sorted(rec.recommending_states)
+        )
+    ):
+        raise InvalidValue(
+            f"the id {rec.id} derives from this recommendation's text and States; "
+            "create a new recommendation instead",
+            field="body.text",
+        )
+    if rec.mechanism != "upr" and "document" in changes and changes["document"] != rec.document:
+        raise InvalidValue(
+            f"the id {rec.id} derives from its document; create a new recommendation instead",
+            field="body.document",
+        )
     changed: list[str] = []
     for name, value in changes.items():
-        if name in {"recommending_states", "issues"} and value is not None:
+        if name in {"recommending_states", "issues"}:
             value = list(dict.fromkeys(value))
-        if name == "text" and value is None:
-            continue
         if getattr(rec, name) != value:
             setattr(rec, name, value)
             changed.append(name)
@@ -304,9 +330,9 @@ async def update(
     if not changed:
         return rec, []
     if "recommending_states" in changed or "issues" in changed:
-        await _set_links(session, rec.id, rec.recommending_states, rec.issues)
+        await set_links(session, rec.id, rec.recommending_states, rec.issues)
     _touch(rec)
-    rec = await _reload(session, rec.id)
+    rec = await reload(session, rec.id)
     record_event(
         session,
         RecommendationUpdated.model_validate(
@@ -322,13 +348,13 @@ async def append_response(
     session: AsyncSession, rec: Recommendation, response: ResponseIn
 ) -> Recommendation:
     """Append a response to the history; the latest one becomes the current response."""
-    previous = _response_dict(rec.responses[-1]) if rec.responses else None
+    previous = response_dict(rec.responses[-1]) if rec.responses else None
     session.add(
         ResponseEvent(recommendation_id=rec.id, recorded_at=utcnow(), **response.model_dump())
     )
     rec.response_position = response.position
     _touch(rec)
-    rec = await _reload(session, rec.id)
+    rec = await reload(session, rec.id)
     record_event(
         session,
         RecommendationResponseChanged(
@@ -353,7 +379,7 @@ async def assign(session: AsyncSession, rec: Recommendation, data: AssignmentIn)
             )
         )
     _touch(rec)
-    rec = await _reload(session, rec.id)
+    rec = await reload(session, rec.id)
     record_event(
         session,
         RecommendationAssigned.model_validate({"recommendation": snapshot(rec)}),
@@ -372,7 +398,7 @@ async def prioritise(
     )
     session.add(Priority(recommendation_id=rec.id, set_at=utcnow(), **data.model_dump()))
     _touch(rec)
-    rec = await _reload(session, rec.id)
+    rec = await reload(session, rec.id)
     record_event(
         session,
         RecommendationPrioritised.model_validate({"recommendation": snapshot(rec)}),

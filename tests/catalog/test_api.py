@@ -415,3 +415,71 @@ async def test_metrics_name_routes_not_ids(catalog, admin) -> None:
     assert "KHM-2-118.17" not in text
     assert 'upr_outbox_backlog{service="catalog"}' in text
     assert "upr_events_published_total" in text
+
+
+async def test_a_reimport_with_changes_updates_and_announces(catalog, admin, events) -> None:
+    await import_demo(catalog, admin)
+    editor = await editor_key(catalog, admin)
+    await catalog.patch(
+        "/v1/recommendations/KHM-2-118.20", json={"sdg_goals": [16]}, headers=editor
+    )
+    await events.start()
+    await events.wait_for(205, type="upr.catalog.recommendation.created")
+    rows = list(csv.reader(io.StringIO(DEMO.read_text(encoding="utf-8"))))
+    header = rows[0]
+    text, final = header.index("text"), header.index("final_response")
+    for row in rows[1:]:
+        if row[header.index("recommendation_id")] == "118.10":
+            row[text] = row[text] + " without delay"
+        if row[header.index("recommendation_id")] == "118.20":
+            row[final] = "noted"
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    response = await catalog.post(
+        "/v1/imports",
+        params={"format": "positions-csv"},
+        content=buffer.getvalue().encode(),
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["created"], report["updated"], report["unchanged"]) == (0, 2, 203)
+    [updated] = await events.wait_for(
+        1, type="upr.catalog.recommendation.updated", subject="KHM-2-118.10"
+    )
+    assert updated["data"]["changed_fields"] == ["text"]
+    [changed] = await events.wait_for(
+        1, type="upr.catalog.recommendation.response_changed", subject="KHM-2-118.20"
+    )
+    assert changed["data"]["previous"]["position"] == "supported"
+    assert changed["data"]["recommendation"]["response"]["position"] == "noted"
+    kept = (await catalog.get("/v1/recommendations/KHM-2-118.20")).json()
+    assert kept["sdg_goals"] == [16]
+
+
+async def test_patch_guards_identity_and_nulls(catalog, admin) -> None:
+    legacy = (
+        "SuR,Recommendation,RS,Response,ActionCategory,Issue,Cycle\n"
+        "Cambodia,Ratify the convention against torture,France,Accepted,5,"
+        "Torture and other CID treatment,1\n"
+    )
+    report = (
+        await catalog.post(
+            "/v1/imports", params={"format": "upr-info-csv"}, content=legacy.encode(), headers=admin
+        )
+    ).json()
+    assert report["created"] == 1
+    [item] = (await catalog.get("/v1/recommendations")).json()["items"]
+    assert item["id"].startswith("KHM-1-h")
+    renamed = await catalog.patch(
+        f"/v1/recommendations/{item['id']}", json={"text": "Something else"}, headers=admin
+    )
+    assert renamed.status_code == 422
+    nulls = await catalog.patch(
+        f"/v1/recommendations/{item['id']}", json={"issues": None, "sdg_goals": None}, headers=admin
+    )
+    assert nulls.status_code == 200 and nulls.json()["issues"] == []
+    emptied = await catalog.patch(
+        f"/v1/recommendations/{item['id']}", json={"recommending_states": None}, headers=admin
+    )
+    assert emptied.status_code == 422
