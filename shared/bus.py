@@ -17,6 +17,7 @@ from nats.js import JetStreamContext, api
 from pydantic import ValidationError
 
 from shared.events import Envelope
+from shared.logs import EVENT_ID
 from shared.metrics import EVENTS_CONSUMED, EVENTS_PUBLISHED
 from shared.settings import BaseServiceSettings
 
@@ -339,6 +340,7 @@ class Consumer:
         except ValidationError as exc:
             await self._dead_letter(msg, f"not a valid event envelope: {exc}")
             return
+        token = EVENT_ID.set(envelope.id)
         try:
             await self.handler(envelope)
         except PermanentEventError as exc:
@@ -363,6 +365,8 @@ class Consumer:
             await msg.nak(delay=delay)
             EVENTS_CONSUMED.labels(self.bus.service, self.durable, "retried").inc()
             return
+        finally:
+            EVENT_ID.reset(token)
         await msg.ack()
         self.handled += 1
         EVENTS_CONSUMED.labels(self.bus.service, self.durable, "handled").inc()
