@@ -16,7 +16,7 @@ def test_mask() -> None:
 
 
 @pytest.fixture
-def restore_logging():  # noqa: ANN201
+def restore_logging():
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
