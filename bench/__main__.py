@@ -1,0 +1,134 @@
+"""`python -m bench [SCENARIO ...]`: run the benchmarks, write bench/results/latest.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from bench.catalog import SCENARIOS
+from bench.support import RESULTS, log, machine_info, utc_timestamp
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run the UPR Tracker benchmarks (not tests)."
+    )
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+    return args
+
+
+def _goal_text(result: dict[str, Any]) -> str:
+    goal = result.get("goal")
+    if not goal:
+        return ""
+    target = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in goal.items() if k != "met")
+    return f"goal ({target}): {'MET' if goal['met'] else 'NOT MET'}"
+
+
+def summary(name: str, result: dict[str, Any]) -> list[str]:
+    """A few readable lines for one scenario's result."""
+    if "error" in result:
+        return [f"{name}: FAILED: {result['error']}"]
+    if name == "catalog_import":
+        phases = result["phases_s"]
+        return [
+            f"{name}: {result['rows']:,} rows in {result['seconds']:.2f} s "
+            f"= {result['rows_per_s']:,.0f} rows/s (median of {result['runs']})",
+            f"  COPY baseline {result['copy_baseline_rows_per_s']:,.0f} rows/s "
+            f"({result['copy_baseline_seconds']:.3f} s); ratio {result['ratio']:.4f}",
+            f"  created {result['created']:,}, rejected {result['rejected']}, "
+            f"unchanged {result['unchanged']}, outbox events {result['outbox_events']:,}",
+            f"  read+validate {result['read_and_validate_s']:.2f} s, "
+            f"database phase {result['database_phase_s']:.2f} s",
+            "  phases: " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()),
+            "  " + _goal_text(result),
+        ]
+    if name == "catalog_search":
+        raw = result["raw_sql_baseline"]
+        http = result["http"]
+        page = result["raw_sql_page_only_diagnostic"]
+        cpu = http["cpu"]
+        return [
+            f"{name}: {result['recommendations']:,} recommendations, {result['clients']} clients, "
+            f"{http['completed']:,} requests",
+            f"  HTTP    p50 {http['p50_ms']:.1f} ms, p95 {http['p95_ms']:.1f} ms, "
+            f"p99 {http['p99_ms']:.1f} ms, {http['requests_per_s']:.0f} req/s, "
+            f"errors {http['errors']}",
+            f"  raw SQL p50 {raw['p50_ms']:.1f} ms, p95 {raw['p95_ms']:.1f} ms, "
+            f"p99 {raw['p99_ms']:.1f} ms, {raw['requests_per_s']:.0f} req/s",
+            f"  raw SQL without the count query: p95 {page['p95_ms']:.1f} ms, "
+            f"{page['requests_per_s']:.0f} req/s (diagnostic)",
+            f"  CPU per HTTP request: PostgreSQL {cpu.get('postgres_cpu_ms_per_request')} ms, "
+            f"server process {cpu.get('server_cpu_ms_per_request')} ms, "
+            f"client {cpu.get('client_cpu_ms_per_request')} ms; foreign load "
+            f"{cpu.get('foreign_cpu_share_of_one_core')} core",
+            "  " + _goal_text(result),
+        ]
+    return [f"{name}: {json.dumps(result)[:300]}"]
+
+
+async def run(names: list[str]) -> dict[str, Any]:
+    """Run the named scenarios in order; a failing one is recorded, the others still run."""
+    document: dict[str, Any] = {
+        "timestamp": utc_timestamp(),
+        "machine": await machine_info(),
+        "scenarios": {},
+    }
+    for name in names:
+        log(f"{name}: starting")
+        load_at_start = [round(x, 2) for x in os.getloadavg()]
+        started = time.perf_counter()
+        try:
+            result = await SCENARIOS[name]()
+        except Exception as exc:
+            traceback.print_exc()
+            result = {"error": repr(exc)}
+        result = {"scenario": name, "timestamp": utc_timestamp(), **result}
+        result["scenario_wall_s"] = round(time.perf_counter() - started, 1)
+        result["load_average_at_start"] = load_at_start
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        document["scenarios"][name] = result
+        log(f"{name}: done in {result['scenario_wall_s']} s")
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run, write the JSON, print the summary; exit 1 if a scenario failed."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        for name, scenario in SCENARIOS.items():
+            print(f"{name}: {(scenario.__doc__ or '').strip()}")
+        return 0
+    names = args.scenarios or list(SCENARIOS)
+    document = asyncio.run(run(names))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    (RESULTS / "latest.json").write_text(text, encoding="utf-8")
+    stamp = document["timestamp"].replace(":", "").replace("+0000", "Z")
+    (RESULTS / f"{stamp}.json").write_text(text, encoding="utf-8")
+    print()
+    for name, result in document["scenarios"].items():
+        print("\n".join(summary(name, result)))
+    print(f"\nwrote {RESULTS / 'latest.json'}")
+    failed = [n for n, r in document["scenarios"].items() if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
