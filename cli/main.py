@@ -22,7 +22,7 @@ app = typer.Typer(help="UPR Tracker command line.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-SERVICES = {"catalog": 8001, "monitoring": 8002}
+SERVICES = {"catalog": 8001, "monitoring": 8002, "notifications": 8003}
 DEV_NATS_PORT = 4250
 
 
@@ -48,6 +48,20 @@ def dev(
             ).start()
             typer.echo(f"nats-server (JetStream) on nats://127.0.0.1:{port}")
         env["UPR_NATS_URL"] = f"nats://127.0.0.1:{port}"
+    from cli.sinks import run_dev_sinks
+
+    smtp_port = int(env.setdefault("UPR_SMTP_PORT", "2525"))
+    sms_port = int(env.get("UPR_DEV_SMS_PORT", "8025"))
+    env.setdefault("UPR_SMS_GATEWAY_URL", f"http://127.0.0.1:{sms_port}/sms")
+    env.setdefault("UPR_SMTP_STARTTLS", "never")
+    sinks = run_dev_sinks(
+        data_dir,
+        smtp_port=smtp_port,
+        sms_port=sms_port,
+        sms_secret=env.get("UPR_SMS_GATEWAY_SECRET", "dev-sms-secret"),
+    )
+    typer.echo(f"mail sink on 127.0.0.1:{smtp_port} -> {data_dir / 'mail'}")
+    typer.echo(f"SMS sink on http://127.0.0.1:{sms_port}/sms -> {data_dir / 'sms'}")
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, port in SERVICES.items():
         env.setdefault(f"UPR_{name.upper()}_PORT", str(port))
@@ -78,6 +92,8 @@ def dev(
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        for sink in sinks:
+            sink.stop()
         if nats is not None:
             nats.stop()
         typer.echo("stopped")
@@ -90,10 +106,15 @@ def _service_database(name: str) -> tuple[str, Path]:
         from services.catalog.settings import CatalogSettings
 
         return CatalogSettings().database_url, MIGRATIONS
-    from services.monitoring.app import MIGRATIONS as MONITORING_MIGRATIONS
-    from services.monitoring.settings import MonitoringSettings
+    if name == "monitoring":
+        from services.monitoring.app import MIGRATIONS as MONITORING_MIGRATIONS
+        from services.monitoring.settings import MonitoringSettings
 
-    return MonitoringSettings().database_url, MONITORING_MIGRATIONS
+        return MonitoringSettings().database_url, MONITORING_MIGRATIONS
+    from services.notifications.app import MIGRATIONS as NOTIFICATIONS_MIGRATIONS
+    from services.notifications.settings import NotificationsSettings
+
+    return NotificationsSettings().database_url, NOTIFICATIONS_MIGRATIONS
 
 
 @app.command()
@@ -216,7 +237,7 @@ def create_key(
     role: Annotated[str, typer.Option(help="admin, editor or assessor")],
     name: Annotated[str, typer.Option(help="Who holds the key")],
     organisation: Annotated[str | None, typer.Option(help="The holder's organisation")] = None,
-    service: Annotated[str, typer.Option(help="catalog or monitoring")] = "catalog",
+    service: Annotated[str, typer.Option(help="catalog, monitoring or notifications")] = "catalog",
 ) -> None:
     """Create an API key in a service's database and print it (shown once)."""
     from shared.auth import create_key as store_key

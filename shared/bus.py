@@ -168,6 +168,10 @@ class Bus:
         await self.js.update_stream(config)
 
     @property
+    def server_version(self):
+        return self._nc.connected_server_version if self._nc is not None else None
+
+    @property
     def consumers(self) -> list[Consumer]:
         return list(self._consumers)
 
@@ -287,6 +291,15 @@ class Consumer:
         self._stopping = False
         self.start()
 
+    def _filters(self) -> dict[str, object]:
+        """Server-side filtering: several subjects need nats-server 2.10; older, one wildcard."""
+        if len(self.subjects) == 1:
+            return {"filter_subject": self.subjects[0]}
+        version = self.bus.server_version
+        if version is not None and (version.major, version.minor) >= (2, 10):
+            return {"filter_subjects": self.subjects}
+        return {"filter_subject": f"{self.bus.namespace}.>"}
+
     def _config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
             durable_name=self.durable,
@@ -295,9 +308,9 @@ class Consumer:
             ack_wait=self.bus.settings.consumer_ack_wait_s,
             # The server's limit is a safety net above ours: we dead-letter first.
             max_deliver=self.max_deliver + 2,
-            filter_subjects=self.subjects,
             deliver_policy=api.DeliverPolicy.ALL,
             max_ack_pending=1000,
+            **self._filters(),  # type: ignore[arg-type]
         )
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
@@ -334,6 +347,10 @@ class Consumer:
                 await asyncio.sleep(1.0)
 
     async def _handle(self, msg: Msg) -> None:
+        if msg.subject not in self.subjects:
+            # A broader server-side filter (old servers) let through what we do not handle.
+            await msg.ack()
+            return
         delivered = msg.metadata.num_delivered
         try:
             envelope = Envelope.model_validate_json(msg.data)

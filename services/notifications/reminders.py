@@ -1,0 +1,210 @@
+"""Use cases: schedule reminders from deadline events, and send them when due."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifications.models import Recipient, Reminder, TrackedDeadline
+from services.notifications.routing import default_channels, insert_deliveries, new_delivery
+from services.notifications.settings import NotificationsSettings
+from shared.db import is_postgres
+from shared.events import Envelope
+
+LOCAL_SEND_TIME = dt.time(9, 0)
+
+
+def local_morning(day: dt.date, timezone: str) -> dt.datetime:
+    """9:00 in the recipient's time zone on that day, as UTC."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    return dt.datetime.combine(day, LOCAL_SEND_TIME, tzinfo=zone).astimezone(dt.UTC)
+
+
+async def _recipients(
+    session: AsyncSession, body: str | None, role: str, kind: str = "ministry"
+) -> list[Recipient]:
+    stmt = select(Recipient).where(Recipient.unsubscribed_at.is_(None))
+    if kind == "coordinator":
+        stmt = stmt.where(Recipient.kind == "coordinator")
+    else:
+        stmt = stmt.where(
+            Recipient.kind == kind, Recipient.organisation == body, Recipient.role_in_body == role
+        )
+    return list(await session.scalars(stmt))
+
+
+async def _cancel(session: AsyncSession, deadline_id: str) -> None:
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.deadline_id == deadline_id, Reminder.status == "scheduled")
+        .values(status="cancelled")
+    )
+
+
+async def on_deadline_set(
+    session: AsyncSession, envelope: Envelope, settings: NotificationsSettings, now: dt.datetime
+) -> int:
+    """Track the deadline and (re)schedule its reminders, overdue notice and escalations."""
+    snap = envelope.data["deadline"]
+    due_on = dt.date.fromisoformat(snap["due_on"])
+    met_on = dt.date.fromisoformat(snap["met_on"]) if snap.get("met_on") else None
+    state = await session.get(TrackedDeadline, snap["id"])
+    unchanged = (
+        state is not None
+        and state.due_on == due_on
+        and state.snapshot.get("responsible_body") == snap.get("responsible_body")
+    )
+    if state is None:
+        state = TrackedDeadline(id=snap["id"], due_on=due_on, snapshot=snap)
+        session.add(state)
+    state.snapshot, state.due_on, state.met_on = snap, due_on, met_on
+    state.recommendation = envelope.data.get("recommendation")
+    state.updated_at = now
+    await session.flush()
+    if met_on is not None:
+        await _cancel(session, state.id)
+        return 0
+    if unchanged:
+        return 0
+    await _cancel(session, state.id)
+    body = snap.get("responsible_body")
+    focal_points = await _recipients(session, body, "focal_point") if body else []
+    coordinators = await _recipients(session, None, "", kind="coordinator")
+    heads = await _recipients(session, body, "head") if body else []
+    plan: list[tuple[Recipient, str, int | None, int, dt.date]] = []
+    for recipient in focal_points or coordinators:
+        for lead in settings.reminder_lead_days:
+            plan.append((recipient, "reminder", lead, 0, due_on - dt.timedelta(days=lead)))
+        plan.append((recipient, "overdue", None, 0, due_on + dt.timedelta(days=1)))
+    escalation = settings.escalation_after_days
+    if len(escalation) > 0:
+        for recipient in heads or coordinators:
+            plan.append(
+                (recipient, "escalation", None, 1, due_on + dt.timedelta(days=escalation[0]))
+            )
+    if len(escalation) > 1:
+        for recipient in coordinators:
+            plan.append(
+                (recipient, "escalation", None, 2, due_on + dt.timedelta(days=escalation[1]))
+            )
+    rows: list[dict[str, Any]] = []
+    for recipient, kind, lead, level, day in plan:
+        due_at = local_morning(day, recipient.timezone)
+        if kind == "reminder" and due_at < now - dt.timedelta(hours=12):
+            continue  # a reminder whose moment has passed would only confuse
+        rows.append(
+            {
+                "id": uuid.uuid4().hex,
+                "idempotency_key": f"{state.id}:{due_on}:{recipient.id}:{kind}:{lead}:{level}",
+                "deadline_id": state.id,
+                "recipient_id": recipient.id,
+                "kind": kind,
+                "lead_days": lead,
+                "level": level,
+                "due_at": due_at,
+                "status": "scheduled",
+                "created_at": now,
+            }
+        )
+    if not rows:
+        return 0
+    insert = pg_insert if is_postgres(session.bind) else sqlite_insert
+    await session.execute(
+        insert(Reminder).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    return len(rows)
+
+
+async def on_deadline_met(session: AsyncSession, envelope: Envelope, now: dt.datetime) -> None:
+    """No more reminders once the deadline is met."""
+    snap = envelope.data["deadline"]
+    state = await session.get(TrackedDeadline, snap["id"])
+    met_on = dt.date.fromisoformat(snap["met_on"]) if snap.get("met_on") else now.date()
+    if state is None:
+        state = TrackedDeadline(
+            id=snap["id"], due_on=dt.date.fromisoformat(snap["due_on"]), snapshot=snap
+        )
+        session.add(state)
+    state.snapshot, state.met_on, state.updated_at = snap, met_on, now
+    await session.flush()
+    await _cancel(session, state.id)
+
+
+async def send_due(
+    session: AsyncSession, now: dt.datetime, lease_s: float, limit: int = 200
+) -> int:
+    """Turn due reminders into deliveries (claimed row by row; a replica skips locked ones)."""
+    stmt = (
+        select(Reminder, TrackedDeadline, Recipient)
+        .join(TrackedDeadline, TrackedDeadline.id == Reminder.deadline_id)
+        .join(Recipient, Recipient.id == Reminder.recipient_id)
+        .where(
+            Reminder.status == "scheduled",
+            Reminder.due_at <= now,
+            or_(Reminder.claimed_until.is_(None), Reminder.claimed_until < now),
+        )
+        .order_by(Reminder.due_at)
+        .limit(limit)
+    )
+    if is_postgres(session.bind):
+        stmt = stmt.with_for_update(skip_locked=True, of=Reminder)
+    rows = list(await session.execute(stmt))
+    deliveries: list[dict[str, Any]] = []
+    for reminder, deadline, recipient in rows:
+        if deadline.met_on is not None:
+            reminder.status = "cancelled"
+            continue
+        data: dict[str, Any] = {"deadline": deadline.snapshot}
+        if reminder.kind == "reminder":
+            data["days_left"] = (deadline.due_on - now.date()).days
+        else:
+            data["days_overdue"] = (now.date() - deadline.due_on).days
+        if reminder.kind == "escalation":
+            data["level"] = reminder.level
+        context = {
+            "event": {
+                "id": reminder.id,
+                "type": f"upr.notifications.{reminder.kind}",
+                "time": now.isoformat(),
+            },
+            "recommendation": _recommendation(deadline.recommendation),
+            "data": data,
+        }
+        for channel in default_channels(recipient):
+            deliveries.append(
+                new_delivery(
+                    event_id=reminder.id,
+                    event_type=f"upr.notifications.{reminder.kind}",
+                    kind=reminder.kind,
+                    recipient=recipient,
+                    channel=channel,
+                    cadence="immediate",
+                    context=context,
+                    now=now,
+                    key=f"reminder:{reminder.id}:{channel}",
+                )
+            )
+        reminder.status = "sent"
+    await insert_deliveries(session, deliveries)
+    return len(rows)
+
+
+def _recommendation(rec: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not rec:
+        return None
+    return {
+        "id": rec.get("id"),
+        "number": rec.get("number"),
+        "text": rec.get("text"),
+        "state_under_review": rec.get("state_under_review"),
+        "recommending_states": rec.get("recommending_states") or [],
+        "issues": rec.get("issues") or [],
+        "responsible_bodies": rec.get("responsible_bodies") or [],
+    }
