@@ -25,6 +25,10 @@ runner = CliRunner()
 def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path}/catalog.db"
     monkeypatch.setenv("UPR_CATALOG_DATABASE_URL", url)
+    monkeypatch.setenv("UPR_MONITORING_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/mon.db")
+    monkeypatch.setenv("UPR_NOTIFICATIONS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/not.db")
+    monkeypatch.setenv("UPR_NOTIFICATIONS_SECRET_KEY", "cli-test-secret-0123456789")
+    monkeypatch.setenv("UPR_SMS_GATEWAY_SECRET", "cli-test-sms-secret-0123456789")
     monkeypatch.setenv("UPR_ENVIRONMENT", "test")
     return url
 
@@ -41,8 +45,13 @@ def scalar(url: str, statement):
     return asyncio.run(run())
 
 
-def test_migrate_import_and_reimport(database: str) -> None:
-    assert runner.invoke(app, ["migrate"]).exit_code == 0
+def test_migrate_import_and_reimport(database: str, tmp_path: Path) -> None:
+    migrated = runner.invoke(app, ["migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert {"catalog: migrated", "monitoring: migrated", "notifications: migrated"} <= set(
+        migrated.output.splitlines()
+    )
+    assert (tmp_path / "mon.db").exists() and (tmp_path / "not.db").exists()
     first = runner.invoke(app, ["import", str(DEMO), "--format", "positions-csv"])
     assert first.exit_code == 0, first.output
     assert "created 205, updated 0, unchanged 0, rejected 0" in first.output
