@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.bus import Bus
-from shared.db import JSONType, PlumbingBase, UTCDateTime, is_postgres, utcnow
+from shared.db import (
+    JSONText,
+    JSONType,
+    PlumbingBase,
+    UTCDateTime,
+    bulk_insert,
+    is_postgres,
+    utcnow,
+)
 from shared.events import Envelope, EventData
 
 log = logging.getLogger(__name__)
@@ -76,10 +84,24 @@ def record_event(
 
 
 async def record_events_bulk(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-    """Add many events to the session's transaction in one round trip."""
+    """Add many events to the session's transaction in one round trip (COPY on PostgreSQL).
+
+    Each envelope is serialised once, by pydantic, straight to the JSON text the column stores.
+    """
     if not envelopes:
         return
-    await session.execute(OutboxMessage.__table__.insert(), [_row(e) for e in envelopes])
+    rows = [
+        {
+            "event_id": e.id,
+            "event_type": e.type,
+            "subject": e.subject,
+            "envelope": JSONText(e.model_dump_json()),
+            "created_at": e.time,
+            "attempts": 0,
+        }
+        for e in envelopes
+    ]
+    await bulk_insert(session, OutboxMessage.__table__, rows)
     session.info[PENDING_KEY] = True
 
 

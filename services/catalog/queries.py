@@ -9,7 +9,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -28,6 +38,10 @@ SORTS = {
     "id": Recommendation.id,
 }
 FTS_CONFIG = literal_column("'english'::regconfig")
+# Stored generated column (migration 0002, PostgreSQL only, not mapped: SQLite has no such column).
+TEXT_TSV = literal_column("recommendations.text_tsv")
+# The list counts matching rows up to this many; beyond it `total` is TOTAL_CAP, not exact.
+TOTAL_CAP = 10_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -63,14 +77,18 @@ class RecommendationFilter:
             conds.append(r.action_category.in_(self.action_category))
         if self.cluster:
             conds.append(r.cluster_id == self.cluster)
-        if self.recommending_state:
+        if self.recommending_state and postgres:
+            conds.append(_contains_any(r.recommending_states, self.recommending_state))
+        elif self.recommending_state:
             conds.append(
                 exists().where(
                     RecommendingState.recommendation_id == r.id,
                     RecommendingState.iso3.in_(self.recommending_state),
                 )
             )
-        if self.issue:
+        if self.issue and postgres:
+            conds.append(_contains_any(r.issues, self.issue))
+        elif self.issue:
             conds.append(
                 exists().where(
                     RecommendationIssue.recommendation_id == r.id,
@@ -93,11 +111,14 @@ class RecommendationFilter:
         return conds
 
 
+def _contains_any(column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """PostgreSQL: the JSONB list holds one of these values (`@>`, backed by a GIN index)."""
+    return or_(*(column.bool_op("@>")(func.jsonb_build_array(value)) for value in values))
+
+
 def _text_match(q: str, postgres: bool) -> ColumnElement[bool]:
     if postgres:
-        return func.to_tsvector(FTS_CONFIG, Recommendation.text).op("@@")(
-            func.websearch_to_tsquery(FTS_CONFIG, q)
-        )
+        return TEXT_TSV.op("@@")(func.websearch_to_tsquery(FTS_CONFIG, q))
     words = _WORD.findall(q)[:10] or [q]
     return and_(*(Recommendation.text.ilike(f"%{w}%") for w in words))
 
@@ -139,6 +160,51 @@ def _ordered(stmt: Select[Any], sort: str, cursor: list[Any] | None) -> Select[A
     return stmt.order_by(column.asc(), Recommendation.id.asc())
 
 
+@dataclass
+class Page:
+    """One page of a list: its rows, the matching total (capped) and the next cursor."""
+
+    items: list[Recommendation]
+    total: int
+    total_exact: bool
+    next_cursor: str | None
+
+
+def count_statement(
+    conds: Sequence[ColumnElement[bool]], cap: int | None = TOTAL_CAP
+) -> Select[Any]:
+    """Count the rows matching conds, stopping after cap + 1 of them (cap None: count all)."""
+    if cap is None:
+        return select(func.count()).select_from(Recommendation).where(*conds)
+    matching = (
+        select(literal_column("1").label("one"))
+        .select_from(Recommendation)
+        .where(*conds)
+        .limit(cap + 1)
+        .subquery()
+    )
+    return select(func.count()).select_from(matching)
+
+
+def page_statement(
+    conds: Sequence[ColumnElement[bool]], *, sort: str, limit: int, cursor: list[Any] | None
+) -> Select[Any]:
+    """The rows of one page, plus one more to tell whether another page follows."""
+    return _ordered(select(Recommendation).where(*conds), sort, cursor).limit(limit + 1)
+
+
+async def plan_each_call(session: AsyncSession) -> None:
+    """PostgreSQL: plan this transaction's statements for their actual parameters.
+
+    asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan,
+    which cannot see how selective this request's filters are (a State with 100 rows or an issue
+    with 30,000) and picks a bad plan for many of them. Only for the list and facet reads: the
+    import's foreign-key checks are faster with generic plans.
+    """
+    if is_postgres(session.bind):
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 async def list_page(
     session: AsyncSession,
     filters: RecommendationFilter,
@@ -146,11 +212,15 @@ async def list_page(
     sort: str,
     limit: int,
     cursor: list[Any] | None,
-) -> tuple[list[Recommendation], int, str | None]:
-    """One page of recommendations, the total matching the filters, and the next cursor."""
+) -> Page:
+    """One page of recommendations, how many match the filters, and the next cursor.
+
+    The total is exact up to TOTAL_CAP; beyond it, it is TOTAL_CAP and total_exact is false
+    (counting every match of a broad filter costs more than the page itself).
+    """
     conds = filters.conditions(is_postgres(session.bind))
-    total = await session.scalar(select(func.count()).select_from(Recommendation).where(*conds))
-    stmt = _ordered(select(Recommendation).where(*conds), sort, cursor).limit(limit + 1)
+    await plan_each_call(session)
+    stmt = page_statement(conds, sort=sort, limit=limit, cursor=cursor)
     rows = list((await session.scalars(stmt)).all())
     next_cursor = None
     if len(rows) > limit:
@@ -158,7 +228,10 @@ async def list_page(
         last = rows[-1]
         column_name = SORTS[sort.lstrip("-")].key
         next_cursor = encode_cursor([getattr(last, column_name), last.id])
-    return rows, int(total or 0), next_cursor
+    if cursor is None and next_cursor is None:
+        return Page(rows, len(rows), True, None)  # the first page holds every match
+    counted = int(await session.scalar(count_statement(conds)) or 0)
+    return Page(rows, min(counted, TOTAL_CAP), counted <= TOTAL_CAP, next_cursor)
 
 
 async def get_full(
@@ -211,6 +284,7 @@ async def facet_counts(
 ) -> tuple[int, dict[str, dict[str, int]]]:
     """Counts per facet value among the recommendations matching the filters."""
     conds = filters.conditions(is_postgres(session.bind))
+    await plan_each_call(session)
     matching = select(Recommendation.id).where(*conds).subquery()
     total = await session.scalar(select(func.count()).select_from(matching))
     facets: dict[str, dict[str, int]] = {}

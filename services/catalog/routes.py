@@ -166,13 +166,14 @@ async def list_recommendations(
         position = queries.decode_cursor(cursor) if cursor else None
     except ValueError as exc:
         raise InvalidValue(str(exc), field="query.cursor") from exc
-    rows, total, next_cursor = await queries.list_page(
-        session, filters, sort=sort, limit=limit, cursor=position
-    )
+    page = await queries.list_page(session, filters, sort=sort, limit=limit, cursor=position)
     return RecommendationPage(
-        items=[RecommendationSummary.model_validate(recommendations.summary(r)) for r in rows],
-        total=total,
-        next_cursor=next_cursor,
+        items=[
+            RecommendationSummary.model_validate(recommendations.summary(r)) for r in page.items
+        ],
+        total=page.total,
+        total_exact=page.total_exact,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from services.catalog.countries import UnknownCountry, resolve_country
+from services.catalog.queries import TOTAL_CAP
 from services.catalog.vocabulary import UnknownIssue, normalise_issue
 from shared.events import CountryRef, RecommendationSnapshot
 
@@ -175,7 +176,14 @@ class RecommendationSummary(BaseModel):
 
 class RecommendationPage(BaseModel):
     items: list[RecommendationSummary]
-    total: int
+    total: int = Field(
+        description=f"How many recommendations match the filters, counted up to {TOTAL_CAP:,}: "
+        f"beyond that it is {TOTAL_CAP:,} and `total_exact` is false. The facets endpoint "
+        "counts every match."
+    )
+    total_exact: bool = Field(
+        description=f"False when more than {TOTAL_CAP:,} match and `total` is a lower bound"
+    )
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page")
 
 
