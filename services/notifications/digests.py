@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 import zoneinfo
 from typing import Any
 
@@ -62,15 +63,20 @@ async def send_due(session: AsyncSession, now: dt.datetime, hour: int, limit: in
         if now < end:
             continue
         key = f"digest:{recipient_id}:{channel}:{cadence}:{end.isoformat()}"
+        digest_id = uuid.uuid5(uuid.NAMESPACE_URL, key).hex
         row = new_delivery(
-            event_id=key,
+            event_id=digest_id,
             event_type="upr.notifications.digest",
             kind="digest",
             recipient=recipient,
             channel=channel,
             cadence="immediate",
             context={
-                "event": {"id": key, "type": "upr.notifications.digest", "time": now.isoformat()},
+                "event": {
+                    "id": digest_id,
+                    "type": "upr.notifications.digest",
+                    "time": now.isoformat(),
+                },
                 "recommendation": None,
                 "data": {"period": cadence, "items": [_summary(i) for i in items]},
             },

@@ -264,3 +264,40 @@ async def test_two_replicas_send_each_message_once(
         )
         await asyncio.sleep(2.0)
         assert all(len(stack.smtp.messages_to(a)) == 1 for a in addresses)
+
+
+async def test_a_daily_digest_gathers_the_day_into_one_message(stack: Stack) -> None:
+    coordinator = await stack.recipient(
+        name="CHRAC coordinator",
+        kind="coordinator",
+        phone="+85512345679",
+        timezone="Asia/Phnom_Penh",
+    )
+    response = await stack.notifications.post(
+        "/v1/subscriptions",
+        json={"recipient_id": coordinator["id"], "channels": ["sms"], "cadence": "daily",
+              "filters": {"event_types": ["upr.monitoring.status.changed"]}},
+        headers=stack.admin,
+    )  # fmt: skip
+    assert response.status_code == 201
+    await stack.import_demo()
+    adhoc = await stack.monitoring_key("ADHOC")
+    for rec in ("KHM-2-118.17", "KHM-2-118.18", "KHM-2-118.19"):
+        await stack.assess(adhoc, rec, "in_progress")
+    async with asyncio.timeout(10):
+        while len(await stack.deliveries(recipient_id=coordinator["id"], status="queued")) < 3:
+            await asyncio.sleep(0.1)
+    app = stack.notifications_app
+    from services.notifications.app import tick_digests
+
+    await tick_digests(app)
+    assert not [r for r in stack.sms.requests if r["to"] == "+85512345679"]
+    app.state.clock.offset = dt.timedelta(days=1, hours=1)
+    await tick_digests(app)
+    await tick_digests(app)
+    await stack.until(lambda: any(r["to"] == "+85512345679" for r in stack.sms.requests))
+    await asyncio.sleep(0.5)
+    [digest] = [r for r in stack.sms.requests if r["to"] == "+85512345679"]
+    assert "3" in digest["text"]
+    log = await stack.deliveries(recipient_id=coordinator["id"])
+    assert sorted(d["status"] for d in log) == ["digested", "digested", "digested", "sent"]
