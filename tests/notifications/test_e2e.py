@@ -22,6 +22,24 @@ EMBASSY = {
 }
 
 
+async def handled(stack: Stack, event_type: str, count: int) -> None:
+    """Wait until the notifications service has handled count events of a type."""
+    from sqlalchemy import func, select
+
+    from shared.inbox import ProcessedEvent
+
+    app = stack.notifications_app
+    async with asyncio.timeout(15):
+        while True:
+            async with app.state.session_factory() as session:
+                done = await session.scalar(
+                    select(func.count()).where(ProcessedEvent.event_type == event_type)
+                )
+            if done >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
 def body_of(message) -> str:
     parts = [message] if not message.is_multipart() else list(message.walk())
     return "\n".join(
@@ -206,7 +224,8 @@ async def test_self_service_double_opt_in(stack: Stack) -> None:
     await stack.until(lambda: len(stack.smtp.messages_to("reader@example.org")) == 1)
     adhoc = await stack.monitoring_key("ADHOC")
     await stack.assess(adhoc, REC, "in_progress")
-    await asyncio.sleep(1.5)
+    await handled(stack, "upr.monitoring.status.changed", 1)
+    await asyncio.sleep(0.5)
     assert len(stack.smtp.messages_to("reader@example.org")) == 1  # not confirmed yet
 
     [confirmation] = stack.smtp.messages_to("reader@example.org")
