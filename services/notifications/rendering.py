@@ -1,24 +1,78 @@
-"""Messages in the reader's language: Jinja2 templates per kind, channel and language."""
+"""Messages in the reader's language: Jinja2 templates per kind, channel and part; SMS sizing.
+
+templates/<language>/ holds labels.json (the words the code and layouts need) and one file per
+(kind, channel, part): <kind>.email.subject.j2, <kind>.email.txt.j2, <kind>.email.html.j2 and
+<kind>.sms.j2. The shared layouts (_layout.txt.j2, _layout.html.j2) sit in templates/ and take
+their words from labels.json, so adding a language is adding a folder.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import (
+    ChainableUndefined,
+    Environment,
+    FileSystemLoader,
+    TemplateNotFound,
+    select_autoescape,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_LANGUAGE = "en"
-GSM7_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+Channel = Literal["email", "sms", "webhook"]
+EVENT_KINDS: tuple[str, ...] = (
+    "recommendation.created",
+    "recommendation.updated",
+    "recommendation.response_changed",
+    "recommendation.assigned",
+    "recommendation.prioritised",
+    "assessment.recorded",
+    "status.changed",
+    "evidence.added",
+    "evidence.verified",
+    "indicator.measured",
+    "deadline.set",
+    "deadline.met",
 )
-GSM7_EXTENDED = set("^{}\\[~]|€\f")
-ELLIPSIS = "…"
+NOTIFICATION_KINDS: tuple[str, ...] = (
+    "reminder",
+    "overdue",
+    "escalation",
+    "digest",
+    "confirm",
+    "welcome",
+)
+KINDS: tuple[str, ...] = EVENT_KINDS + NOTIFICATION_KINDS
+# The files every kind has in every language: (channel, part) -> file name suffix.
+PARTS: dict[tuple[str, str], str] = {
+    ("email", "subject"): "email.subject.j2",
+    ("email", "text"): "email.txt.j2",
+    ("email", "html"): "email.html.j2",
+    ("sms", "text"): "sms.j2",
+}
+# Signed links are capabilities of one reader; they stay out of machine payloads.
+PRIVATE_LINKS = frozenset({"unsubscribe", "preferences", "confirm"})
+PRIVATE_DATA = frozenset({"code", "confirm_link"})
+_KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+
+# GSM 03.38: the basic table, and the extension table whose characters take two septets.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
+KHMER_SIGNS = range(0x17B6, 0x17D4)  # dependent vowels and signs U+17B6..U+17D3
+KHMER_COENG = "\u17d2"  # joins the next consonant below the previous one
+JOINERS = frozenset("\u200c\u200d\u034f")  # ZWNJ, ZWJ, combining grapheme joiner
+WORD_BREAKS = frozenset(" \t\n\u200b")  # spaces and the zero-width space Khmer may use
+SENTENCE_ENDS = frozenset("\u17d4\u17d5")  # Khmer khan and bariyoosan: a word ends after them
 
 
 @dataclass
@@ -28,135 +82,324 @@ class Rendered:
     html: str | None
 
 
-@cache
+# --- languages and labels ----------------------------------------------------------------
+
+
 def languages() -> list[str]:
-    """The languages with a template folder (adding a folder adds a language)."""
-    folders = (p for p in TEMPLATES.iterdir() if p.is_dir())
-    return sorted(p.name for p in folders if (p / "labels.json").exists())
+    """The languages shipped: every folder of templates/ (adding a folder adds a language)."""
+    return sorted(
+        p.name for p in TEMPLATES.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+    )
+
+
+def resolve_language(language: str | None) -> str:
+    """The language itself when shipped, else English."""
+    return language if language and language in languages() else DEFAULT_LANGUAGE
 
 
 @cache
-def labels(language: str) -> dict[str, Any]:
-    """The translated words of a language (statuses, positions, link texts...)."""
-    path = TEMPLATES / language / "labels.json"
+def _labels_file(folder: Path) -> dict[str, Any]:
+    path = folder / "labels.json"
     if not path.exists():
-        path = TEMPLATES / DEFAULT_LANGUAGE / "labels.json"
+        return {}
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def labels(language: str) -> dict[str, Any]:
+    """A language's words (labels.json), with English filling what it lacks."""
+    base = _labels_file(TEMPLATES / DEFAULT_LANGUAGE)
+    own = _labels_file(TEMPLATES / resolve_language(language))
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _humane(value: str) -> str:
+    return value.replace("_", " ")
+
+
 def status_label(status: str | None, language: str) -> str:
-    """A status, response position or verification outcome in the reader's words."""
+    """A status or response position (not_started, supported_in_part...) in the reader's words."""
     if not status:
         return "—"
-    words = labels(language).get("statuses", {})
-    return str(words.get(status) or labels(DEFAULT_LANGUAGE)["statuses"].get(status, status))
+    return str(labels(language).get("statuses", {}).get(status) or _humane(status))
+
+
+def _term(group: str, value: Any, language: str) -> str:
+    if value is None or value == "":
+        return ""
+    return str(labels(language).get(group, {}).get(str(value)) or _humane(str(value)))
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
 
 
 @cache
-def _environment() -> Environment:
+def _environment(root: Path) -> Environment:
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader(root, encoding="utf-8"),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        undefined=ChainableUndefined,
+        finalize=_finalize,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters["number"] = _number
+    env.filters["day"] = _day
     return env
 
 
-def render(
-    kind: str, channel: Literal["email", "sms", "webhook"], language: str, context: dict[str, Any]
-) -> Rendered:
-    """A message of one kind for one channel, in the language (English when not available)."""
-    language = language if language in languages() else DEFAULT_LANGUAGE
-    env = _environment()
-    name = f"{language}/{kind}.j2"
-    try:
-        template = env.get_template(name)
-    except Exception as exc:
-        raise KeyError(f"no template {name!r}") from exc
-    words = labels(language)
-    base = {
-        "recipient": {},
-        "event": {},
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def _position(response: Any) -> str | None:
+    if isinstance(response, dict):
+        return response.get("position")
+    return response or None
+
+
+def _names(items: Any) -> str:
+    if not isinstance(items, list):
+        return ""
+    names = [
+        str(i.get("name") or i.get("iso3") or "") if isinstance(i, dict) else str(i) for i in items
+    ]
+    return ", ".join(n for n in names if n)
+
+
+def _template(env: Environment, language: str, name: str) -> tuple[str, Any] | None:
+    """The template in the language's folder, else in English's; None when neither has it."""
+    for folder in dict.fromkeys((language, DEFAULT_LANGUAGE)):
+        try:
+            return folder, env.get_template(f"{folder}/{name}")
+        except TemplateNotFound:
+            continue
+    return None
+
+
+def _country(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("name") or value.get("iso3") or "")
+    return "" if value is None else str(value)
+
+
+def _safe_url(value: Any) -> str:
+    """The URL when it is http(s), else nothing (evidence links come from users)."""
+    url = str(value or "").strip()
+    return url if re.match(r"https?://[^\s<>\"']+$", url, re.IGNORECASE) else ""
+
+
+def _day(value: Any) -> str:
+    """An ISO date or date-time as its date."""
+    return str(value)[:10] if value else ""
+
+
+def _context(language: str, context: dict[str, Any]) -> dict[str, Any]:
+    rec = context.get("recommendation") or {}
+    links = {
         "recommendation": None,
-        "data": {},
-        "links": {},
-        **context,
-        "t": words,
-        "label": lambda value: status_label(value, language),
-        "states": lambda rec: ", ".join(
-            s.get("name") or s.get("iso3", "") for s in (rec or {}).get("recommending_states", [])
-        ),
-        "bodies": lambda rec: ", ".join(
-            b.get("name", "") for b in (rec or {}).get("responsible_bodies", [])
-        ),
+        "unsubscribe": "",
+        "preferences": "",
+        **(context.get("links") or {}),
     }
-    subject = template.render(**base, part="subject").strip()
-    text = template.render(**base, part="text").strip() + "\n"
-    if channel == "sms":
-        sms = template.render(**base, part="sms").strip()
-        return Rendered(subject=subject, text=sms, html=None)
+    return {
+        **context,
+        "recipient": context.get("recipient") or {},
+        "event": context.get("event") or {},
+        "recommendation": rec,
+        "rec": rec,
+        "num": rec.get("number") or rec.get("id") or "",
+        "data": context.get("data") or {},
+        "links": links,
+        "language": language,
+        "t": labels(language),
+        "label": lambda value: status_label(value, language) if value else "",
+        "term": lambda group, value: _term(group, value, language),
+        "position": _position,
+        "names": _names,
+        "country": _country,
+        "safe_url": _safe_url,
+    }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _tidy(text: str) -> str:
+    # Trailing spaces go, except in "-- ", the signature separator.
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    lines = ["-- " if line == "--" else line for line in lines]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def render(kind: str, channel: Channel, language: str, context: dict[str, Any]) -> Rendered:
+    """A message of one kind for one channel in the reader's language (English when missing).
+
+    email: subject, plain text and HTML; sms: text (one line; the caller passes it through
+    fit_sms), subject = kind; webhook: subject = kind, text = JSON of the context without the
+    recipient and without the signed (per-reader) links, html = None.
+    """
+    if not _KIND.fullmatch(kind):
+        raise KeyError(f"no templates for kind {kind!r}")
+    language = resolve_language(language)
     if channel == "webhook":
-        return Rendered(subject=kind, text=text, html=None)
-    html = env.get_template("_layout.html.j2").render(
-        **base,
-        language=language,
-        subject=subject,
-        paragraphs=[p for p in text.split("\n\n") if p.strip()],
-    )
-    return Rendered(subject=subject, text=text, html=html)
+        return Rendered(subject=kind, text=webhook_text(kind, language, context), html=None)
+    if channel not in ("email", "sms"):
+        raise ValueError(f"unknown channel {channel!r}")
+    env = _environment(TEMPLATES)
+    extra: dict[str, Any] = {}
+
+    def part(name: str, required: bool = True) -> str | None:
+        found = _template(env, language, f"{kind}.{name}")
+        if found is None:
+            if required:
+                where = " or ".join(dict.fromkeys((language, DEFAULT_LANGUAGE)))
+                raise KeyError(f"no template {kind}.{name} in {where}")
+            return None
+        folder, template = found
+        return template.render(_context(folder, context) | extra)
+
+    if channel == "sms":
+        return Rendered(subject=kind, text=_one_line(part("sms.j2") or ""), html=None)
+    subject = _one_line(part("email.subject.j2") or "")
+    text = _tidy(part("email.txt.j2") or "")
+    extra["subject"] = subject
+    html = part("email.html.j2", required=False)
+    return Rendered(subject=subject, text=text, html=html.strip() + "\n" if html else None)
+
+
+def webhook_text(kind: str, language: str, context: dict[str, Any]) -> str:
+    """JSON of the context for machines: no recipient, no signed links, no confirmation code."""
+    links = context.get("links") or {}
+    data = {k: v for k, v in (context.get("data") or {}).items() if k not in PRIVATE_DATA}
+    payload = {
+        "kind": kind,
+        "language": language,
+        "event": context.get("event"),
+        "recommendation": context.get("recommendation"),
+        "data": data,
+        "links": {k: v for k, v in links.items() if k not in PRIVATE_LINKS and v},
+    }
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def missing_templates(language: str) -> list[str]:
+    """The template files a language folder lacks (English then stands in for them)."""
+    folder = TEMPLATES / language
+    return [
+        f"{language}/{kind}.{suffix}"
+        for kind in KINDS
+        for suffix in PARTS.values()
+        if not (folder / f"{kind}.{suffix}").exists()
+    ]
+
+
+# --- SMS sizing --------------------------------------------------------------------------
 
 
 def sms_encoding(text: str) -> Literal["GSM-7", "UCS-2"]:
-    """GSM-7 when every character is in the GSM 03.38 alphabet, else UCS-2."""
-    return "GSM-7" if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text) else "UCS-2"
+    """GSM-7 when every character is in the GSM 03.38 tables, else UCS-2."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text):
+        return "GSM-7"
+    return "UCS-2"
 
 
-def _units(text: str) -> int:
-    if sms_encoding(text) == "GSM-7":
-        return sum(2 if c in GSM7_EXTENDED else 1 for c in text)
-    return len(text.encode("utf-16-le")) // 2
+def _costs(text: str, encoding: str) -> list[int]:
+    if encoding == "GSM-7":
+        return [2 if c in GSM7_EXTENDED else 1 for c in text]
+    return [2 if ord(c) > 0xFFFF else 1 for c in text]  # UTF-16 code units
 
 
 def sms_segments(text: str) -> int:
-    """Segments an SMS takes: GSM-7 160 (153 per part), UCS-2 70 (67 per part)."""
-    units = _units(text)
-    single, multi = (160, 153) if sms_encoding(text) == "GSM-7" else (70, 67)
-    return 1 if units <= single else -(-units // multi)
+    """Segments an SMS takes: GSM-7 160 alone, 153 per part; UCS-2 70 alone, 67 per part."""
+    encoding = sms_encoding(text)
+    costs = _costs(text, encoding)
+    single, per_part = (160, 153) if encoding == "GSM-7" else (70, 67)
+    if sum(costs) <= single:
+        return 1
+    # Parts never split an escape sequence or a surrogate pair, as phones do it.
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > per_part:
+            parts, used = parts + 1, 0
+        used += cost
+    return parts
 
 
-def _cut_points(text: str) -> list[int]:
-    """Where text may be cut: before spaces, or between characters not joined by a mark."""
-    points = []
-    for i in range(1, len(text)):
-        current, following = text[i - 1], text[i]
-        if unicodedata.category(following).startswith("M") or following in "\u200c\u200d":
-            continue
-        if current == "\u17d2":  # Khmer coeng joins the next consonant
-            continue
-        points.append(i)
-    return points
+def is_break_allowed(text: str, index: int) -> bool:
+    """Whether text may be cut before text[index] without splitting a combining sequence."""
+    if index <= 0 or index >= len(text):
+        return True
+    before, after = text[index - 1], text[index]
+    if unicodedata.category(after).startswith("M") or ord(after) in KHMER_SIGNS:
+        return False
+    if before == KHMER_COENG or before in JOINERS or after in JOINERS:
+        return False
+    if "\ud800" <= before <= "\udbff":  # a lone high surrogate in a broken string
+        return False
+    return not (before == "\r" and after == "\n")
 
 
 def fit_sms(text: str, link: str | None, max_segments: int) -> str:
-    """The text (and link) within max_segments, shortened at a word or syllable boundary."""
+    """The text (+ " " + link) when it fits max_segments, else shortened with "…" before the link.
+
+    Latin text is cut at a word boundary; Khmer, written without spaces, between clusters
+    (never before a dependent vowel or sign, never after a coeng). A GSM-7 text is shortened
+    with "..." rather than "…", which would switch the whole message to UCS-2.
+    """
+    text = text.strip()
+    link = (link or "").strip() or None
     full = f"{text} {link}" if link else text
     if sms_segments(full) <= max_segments:
         return full
-    suffix = f"{ELLIPSIS} {link}" if link else ELLIPSIS
+    if link and sms_segments(f"… {link}") > max_segments:
+        link = None  # a link that cannot fit at all is dropped rather than broken
+        if sms_segments(text) <= max_segments:
+            return text
+    mark = "..." if sms_encoding(text) == "GSM-7" else "…"
+    suffix = f"{mark} {link}" if link else mark
 
-    def best(candidates: list[int]) -> int | None:
-        fitting = [
-            c for c in candidates if sms_segments(text[:c].rstrip() + suffix) <= max_segments
+    def fits(cut: int) -> bool:
+        return sms_segments(text[:cut].rstrip() + suffix) <= max_segments
+
+    def longest(candidates: list[int]) -> int | None:
+        # sms_segments grows with the prefix, so the fitting cuts form a prefix of candidates.
+        low, high, best = 0, len(candidates) - 1, None
+        while low <= high:
+            middle = (low + high) // 2
+            if fits(candidates[middle]):
+                best, low = candidates[middle], middle + 1
+            else:
+                high = middle - 1
+        return best
+
+    at_word = longest(
+        [
+            i
+            for i in range(1, len(text))
+            if text[i] in WORD_BREAKS
+            or (text[i - 1] in SENTENCE_ENDS and is_break_allowed(text, i))
         ]
-        return max(fitting) if fitting else None
-
-    at_space = best([i for i in range(1, len(text)) if text[i] == " "])
-    at_boundary = best(_cut_points(text))
-    # Prefer whole words; Khmer writes without spaces, so then cut between clusters.
-    if at_space is not None and (at_boundary is None or at_boundary - at_space <= 20):
-        return text[:at_space].rstrip() + suffix
-    if at_boundary is not None:
-        return text[:at_boundary].rstrip() + suffix
-    return suffix.strip()
+    )
+    at_cluster = longest([i for i in range(1, len(text)) if is_break_allowed(text, i)])
+    # Whole words when that costs little; otherwise (Khmer, very long words) whole clusters.
+    if at_word is not None and (at_cluster is None or at_word * 10 >= at_cluster * 7):
+        cut = at_word
+    elif at_cluster is not None:
+        cut = at_cluster
+    else:
+        return suffix.strip() if sms_segments(suffix.strip()) <= max_segments else ""
+    return text[:cut].rstrip() + suffix

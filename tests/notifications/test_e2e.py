@@ -218,7 +218,8 @@ async def test_self_service_double_opt_in(stack: Stack) -> None:
     subscribe = await stack.notifications.post(
         "/v1/subscribe",
         json={"email": "reader@example.org", "language": "en",
-              "filters": {"recommendation_ids": [REC]}},
+              "filters": {"recommendation_ids": [REC],
+                          "event_types": ["upr.monitoring.status.changed"]}},
     )  # fmt: skip
     assert subscribe.status_code == 202
     await stack.until(lambda: len(stack.smtp.messages_to("reader@example.org")) == 1)
