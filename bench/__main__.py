@@ -9,10 +9,14 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
-from bench.catalog import SCENARIOS
+from bench.catalog import SCENARIOS as CATALOG_SCENARIOS
+from bench.monitoring import SCENARIOS as MONITORING_SCENARIOS
 from bench.support import RESULTS, log, machine_info, utc_timestamp
+
+SCENARIOS = {**CATALOG_SCENARIOS, **MONITORING_SCENARIOS}
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -80,6 +84,44 @@ def summary(name: str, result: dict[str, Any]) -> list[str]:
             f"{cpu.get('foreign_cpu_share_of_one_core')} core",
             "  " + _goal_text(result),
         ]
+    if name == "monitoring_stats":
+        http = result["http"]
+        raw = result["raw_sql_baseline"]
+        writes = result["http_with_writes_diagnostic"]
+        cpu = http["cpu"]
+        lines = [
+            f"{name}: {result['recommendations']:,} recommendations, "
+            f"{result['assessments']:,} assessments, {result['clients']} clients",
+            f"  HTTP    group_by=issue: p50 {http['p50_ms']:.1f} ms, p95 {http['p95_ms']:.1f} ms, "
+            f"p99 {http['p99_ms']:.1f} ms, {http['requests_per_s']:.0f} req/s "
+            f"({http['completed']:,} requests, errors {http['errors']}"
+            f"{', time cap hit' if http['truncated_by_time_cap'] else ''})",
+        ]
+        for group_by, other in result["http_secondary"].items():
+            lines.append(
+                f"  HTTP    group_by={group_by}: p50 {other['p50_ms']:.1f} ms, "
+                f"p95 {other['p95_ms']:.1f} ms, {other['requests_per_s']:.0f} req/s"
+            )
+        lines.append(
+            f"  raw SQL group_by=issue: p50 {raw['p50_ms']:.1f} ms, p95 {raw['p95_ms']:.1f} ms, "
+            f"p99 {raw['p99_ms']:.1f} ms, {raw['requests_per_s']:.0f} req/s"
+        )
+        for group_by, other in result["raw_sql_secondary"].items():
+            lines.append(
+                f"  raw SQL group_by={group_by}: p50 {other['p50_ms']:.1f} ms, "
+                f"p95 {other['p95_ms']:.1f} ms, {other['requests_per_s']:.0f} req/s"
+            )
+        lines += [
+            f"  HTTP group_by=issue with an assessment every {writes['write_interval_s']} s "
+            f"({writes['assessments_recorded']} recorded): p50 {writes['p50_ms']:.1f} ms, "
+            f"p95 {writes['p95_ms']:.1f} ms, {writes['requests_per_s']:.0f} req/s (diagnostic)",
+            f"  CPU per HTTP request: PostgreSQL {cpu.get('postgres_cpu_ms_per_request')} ms, "
+            f"server process {cpu.get('server_cpu_ms_per_request')} ms, "
+            f"client {cpu.get('client_cpu_ms_per_request')} ms; foreign load "
+            f"{cpu.get('foreign_cpu_share_of_one_core')} core",
+            "  " + _goal_text(result),
+        ]
+        return lines
     return [f"{name}: {json.dumps(result)[:300]}"]
 
 
@@ -108,6 +150,23 @@ async def run(names: list[str]) -> dict[str, Any]:
     return document
 
 
+def _dump(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def merge_latest(path: Path, document: dict[str, Any]) -> dict[str, Any]:
+    """This run's document, plus the scenarios it did not run as the previous latest.json had
+    them (each scenario carries its own timestamp; the top level describes this run)."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        kept = dict(previous.get("scenarios") or {})
+    except (OSError, ValueError, AttributeError):
+        kept = {}
+    fresh = document["scenarios"]
+    merged = {name: fresh.get(name, result) for name, result in kept.items()}
+    return {**document, "scenarios": {**merged, **fresh}}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run, write the JSON, print the summary; exit 1 if a scenario failed."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -118,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenarios or list(SCENARIOS)
     document = asyncio.run(run(names))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    (RESULTS / "latest.json").write_text(text, encoding="utf-8")
+    latest = merge_latest(RESULTS / "latest.json", document)
+    (RESULTS / "latest.json").write_text(_dump(latest), encoding="utf-8")
     stamp = document["timestamp"].replace(":", "").replace("+0000", "Z")
-    (RESULTS / f"{stamp}.json").write_text(text, encoding="utf-8")
+    (RESULTS / f"{stamp}.json").write_text(_dump(document), encoding="utf-8")
     print()
     for name, result in document["scenarios"].items():
         print("\n".join(summary(name, result)))

@@ -327,7 +327,8 @@ class Consumer:
                 while not self._stopping:
                     try:
                         msgs = await sub.fetch(self.batch, timeout=1.0)
-                    except nats.errors.TimeoutError:
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        # An empty fetch; under load nats-py may raise the builtin kind.
                         failures = 0
                         continue
                     except nats.errors.Error as exc:

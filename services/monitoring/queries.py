@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import Select, case, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.monitoring.models import (
@@ -20,6 +20,7 @@ from services.monitoring.models import (
     TrackedRecommendingState,
 )
 from services.monitoring.schemas import TRIGGERED_ACTION
+from shared.db import is_postgres
 
 
 async def assessments_for(session: AsyncSession, recommendation_id: str) -> list[Assessment]:
@@ -148,28 +149,51 @@ def stats_filters(
     return conds
 
 
+def status_counts_statement(group_by: str | None, conditions: list[Any]) -> Select[Any]:
+    """(group key, status, count) per group: one GROUP BY over the read model."""
+    r = TrackedRecommendation
+    if group_by is None:
+        key = literal("all")
+        return select(key, r.status, func.count()).where(*conditions).group_by(r.status)
+    if group_by in GROUP_COLUMNS:
+        key = GROUP_COLUMNS[group_by]
+        return select(key, r.status, func.count()).where(*conditions).group_by(key, r.status)
+    table, key = GROUP_LINKS[group_by]
+    return (
+        select(key, r.status, func.count())
+        .select_from(table)
+        .join(r, r.id == table.recommendation_id)
+        .where(*conditions)
+        .group_by(key, r.status)
+    )
+
+
 async def status_counts(
     session: AsyncSession, group_by: str | None, conditions: list[Any]
 ) -> list[tuple[str, str, int]]:
     """(group key, status, count) rows; one GROUP BY over the read model."""
-    r = TrackedRecommendation
-    if group_by is None:
-        key = literal("all")
-        stmt = select(key, r.status, func.count()).where(*conditions).group_by(r.status)
-    elif group_by in GROUP_COLUMNS:
-        key = GROUP_COLUMNS[group_by]
-        stmt = select(key, r.status, func.count()).where(*conditions).group_by(key, r.status)
-    else:
-        table, key = GROUP_LINKS[group_by]
-        stmt = (
-            select(key, r.status, func.count())
-            .select_from(table)
-            .join(r, r.id == table.recommendation_id)
-            .where(*conditions)
-            .group_by(key, r.status)
-        )
-    rows = await session.execute(stmt)
+    rows = await session.execute(status_counts_statement(group_by, conditions))
     return [("none" if k is None else str(k), status, int(n)) for k, status, n in rows]
+
+
+# Migration 0002 (PostgreSQL only): moved at the commit of every change to what stats count.
+_GENERATION = text(
+    "SELECT value, txid_current_if_assigned() IS NULL FROM stats_generation WHERE id = 1"
+)
+
+
+async def stats_generation(session: AsyncSession) -> int | None:
+    """The statistics generation, or None when an answer must not be cached or reused.
+
+    None on SQLite (no generation there), and when this transaction has written: its own
+    changes are visible to it but move the generation only when it commits.
+    """
+    if not is_postgres(session.bind):
+        return None
+    row = (await session.execute(_GENERATION)).one_or_none()
+    if row is None or not row[1]:
+        return None
+    return int(row[0])
 
 
 def triggered(status_column: Any) -> Any:
