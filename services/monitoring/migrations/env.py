@@ -20,7 +20,7 @@ target_metadata = [Base.metadata, PlumbingBase.metadata]
 UNMAPPED_TABLES = frozenset({"stats_generation"})
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
+def include_object(obj, name, type_, reflected, compare_to):
     return not (type_ == "table" and name in UNMAPPED_TABLES)
 
 
