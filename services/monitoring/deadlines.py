@@ -60,12 +60,16 @@ def snapshot(d: Deadline) -> DeadlineSnapshot:
     )
 
 
+def _review_subject(d: Deadline) -> str:
+    return f"{d.state_under_review}-{d.cycle}" if d.cycle else d.state_under_review
+
+
 def _announce(session: AsyncSession, d: Deadline, rec: TrackedRecommendation | None) -> None:
     record_event(
         session,
         DeadlineSet(deadline=snapshot(d), recommendation=ref(rec) if rec else None),
         source=SOURCE,
-        subject=d.recommendation_id or f"{d.state_under_review}-{d.cycle}",
+        subject=d.recommendation_id or _review_subject(d),
     )
 
 
@@ -187,7 +191,7 @@ async def mark_met(
             evidence_id=data.evidence_id,
         ),
         source=SOURCE,
-        subject=deadline.recommendation_id or f"{deadline.state_under_review}-{deadline.cycle}",
+        subject=deadline.recommendation_id or _review_subject(deadline),
     )
     following = None
     if deadline.recurrence_months:

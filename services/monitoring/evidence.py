@@ -83,11 +83,13 @@ def out(evidence: Evidence, principal: Principal | None) -> dict[str, Any]:
 
 def snapshot(evidence: Evidence) -> EvidenceSnapshot:
     """The evidence as events carry it (never the submitter)."""
+    restricted = evidence.visibility == "restricted"
+    # Events reach every subscriber: restricted evidence travels without its title or link.
     return EvidenceSnapshot(
         id=evidence.id,
         kind=evidence.kind,
-        title=evidence.title,
-        url=evidence.url,
+        title="(restricted evidence)" if restricted else evidence.title,
+        url=None if restricted else evidence.url,
         published_on=evidence.published_on,
         visibility=evidence.visibility,  # type: ignore[arg-type]
         verification_status=evidence.verification_status,

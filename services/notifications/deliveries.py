@@ -19,6 +19,7 @@ from services.notifications.models import Delivery, Recipient
 from services.notifications.settings import NotificationsSettings
 from shared.db import is_postgres
 from shared.events import DeliveryFailed, DeliverySent
+from shared.metrics import DELIVERIES, DELIVERY_LATENCY
 from shared.outbox import record_event
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Claimed:
     attempts: int
     context: dict[str, Any]
     recipient: dict[str, Any]
+    created_at: dt.datetime
 
 
 @dataclass
@@ -137,7 +139,10 @@ class Dispatcher:
         return len(claimed)
 
     async def _claim(self, now: dt.datetime) -> list[Claimed]:
-        lease = now + dt.timedelta(seconds=self.settings.claim_lease_s)
+        # A batch may wait on the SMS rate limit: the lease must outlast the whole batch.
+        slowest = min(self.settings.sms_rate_per_s, self.settings.email_rate_per_s)
+        lease_s = self.settings.claim_lease_s + self.settings.dispatch_batch / max(slowest, 0.01)
+        lease = now + dt.timedelta(seconds=lease_s)
         async with self.session_factory() as session, session.begin():
             stmt = (
                 select(Delivery)
@@ -175,6 +180,7 @@ class Dispatcher:
                     attempts=row.attempts,
                     context=row.context,
                     recipient=_recipient_view(recipients[row.recipient_id]),
+                    created_at=row.created_at,
                 )
                 for row in rows
             ]
@@ -300,6 +306,10 @@ class Dispatcher:
                         subject=claimed.id,
                     )
                     self.sent += 1
+                    DELIVERIES.labels(claimed.channel, "sent").inc()
+                    DELIVERY_LATENCY.labels(claimed.channel).observe(
+                        max((now - claimed.created_at).total_seconds(), 0.0)
+                    )
                 elif not outcome.transient or attempts >= self.settings.max_attempts:
                     values = {
                         "status": "failed",
@@ -313,7 +323,9 @@ class Dispatcher:
                         source=SOURCE,
                         subject=claimed.id,
                     )
+                    DELIVERIES.labels(claimed.channel, "failed").inc()
                 else:
+                    DELIVERIES.labels(claimed.channel, "retried").inc()
                     delay = backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
                     values = {
                         "attempts": attempts,

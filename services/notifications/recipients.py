@@ -117,8 +117,8 @@ async def subscribe(session: AsyncSession, data: SubscriptionIn) -> Subscription
         confirmed=True,
         created_at=utcnow(),
     )
+    # An editor cannot undo a recipient's own opt-out; only the recipient can (preferences).
     session.add(subscription)
-    recipient.unsubscribed_at = None
     await session.flush()
     return subscription
 
