@@ -14,9 +14,10 @@ from typing import Any
 
 from bench.catalog import SCENARIOS as CATALOG_SCENARIOS
 from bench.monitoring import SCENARIOS as MONITORING_SCENARIOS
+from bench.notify import SCENARIOS as NOTIFY_SCENARIOS
 from bench.support import RESULTS, log, machine_info, utc_timestamp
 
-SCENARIOS = {**CATALOG_SCENARIOS, **MONITORING_SCENARIOS}
+SCENARIOS = {**CATALOG_SCENARIOS, **MONITORING_SCENARIOS, **NOTIFY_SCENARIOS}
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -87,8 +87,13 @@ class Rendered:
 
 def languages() -> list[str]:
     """The languages shipped: every folder of templates/ (adding a folder adds a language)."""
+    return _languages(TEMPLATES)
+
+
+@cache
+def _languages(folder: Path) -> list[str]:
     return sorted(
-        p.name for p in TEMPLATES.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
     )
 
 
@@ -106,9 +111,14 @@ def _labels_file(folder: Path) -> dict[str, Any]:
 
 
 def labels(language: str) -> dict[str, Any]:
-    """A language's words (labels.json), with English filling what it lacks."""
-    base = _labels_file(TEMPLATES / DEFAULT_LANGUAGE)
-    own = _labels_file(TEMPLATES / resolve_language(language))
+    """A language's words (labels.json), with English filling what it lacks (read once)."""
+    return _merged_labels(TEMPLATES, resolve_language(language))
+
+
+@cache
+def _merged_labels(folder: Path, language: str) -> dict[str, Any]:
+    base = _labels_file(folder / DEFAULT_LANGUAGE)
+    own = _labels_file(folder / language)
     merged = dict(base)
     for key, value in own.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
