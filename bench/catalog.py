@@ -345,15 +345,15 @@ def _compile(stmt: Select[Any]) -> tuple[str, list[Any]]:
 def raw_query(params: dict[str, str], limit: int = SEARCH_PAGE) -> RawQuery:
     """The SQL that queries.list_page runs for these parameters (first page, sort=number)."""
     conds = to_filter(params).conditions(True)
-    count_sql, count_args = _compile(select(func.count()).select_from(Recommendation).where(*conds))
-    page = (
-        select(Recommendation)
-        .where(*conds)
-        .order_by(Recommendation.sort_key.asc(), Recommendation.id.asc())
-        .limit(limit + 1)
-    )
+    count_sql, count_args = _compile(queries.count_statement(conds, queries.TOTAL_CAP))
+    page = queries.page_statement(conds, sort="number", limit=limit, cursor=None)
     page_sql, page_args = _compile(page)
     return RawQuery(count_sql, count_args, page_sql, page_args)
+
+
+def exact_count_query(params: dict[str, str]) -> tuple[str, list[Any]]:
+    """Every matching row counted (not timed: what `matching_per_query` reports)."""
+    return _compile(queries.count_statement(to_filter(params).conditions(True), None))
 
 
 @dataclass
@@ -490,24 +490,29 @@ async def _raw_answers(pool: asyncpg.Pool, compiled: list[RawQuery]) -> list[tup
     """(matching count, ids of the first page) of each query, straight from SQL."""
     answers = []
     async with pool.acquire() as conn:
-        for query in compiled:
-            total = int(await conn.fetchval(query.count_sql, *query.count_args))
+        for params, query in zip(SEARCH_QUERIES, compiled, strict=True):
+            count_sql, count_args = exact_count_query(params)
+            total = int(await conn.fetchval(count_sql, *count_args))
             rows = await conn.fetch(query.page_sql, *query.page_args)
             answers.append((total, [row["id"] for row in rows[:SEARCH_PAGE]]))
     return answers
 
 
 async def _check_http(server: CatalogServer, expected: list[tuple[int, list[str]]]) -> None:
-    """Every query answers 200 with the same total and first page as the raw SQL."""
+    """Every query answers 200 with the same first page as the raw SQL, and the same total
+    (capped at queries.TOTAL_CAP, with total_exact false beyond it)."""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
-        for params, (total, ids) in zip(SEARCH_QUERIES, expected, strict=True):
+        for params, (matching, ids) in zip(SEARCH_QUERIES, expected, strict=True):
             response = await client.get("/v1/recommendations", params=params)
             response.raise_for_status()
             body = response.json()
             got = [item["id"] for item in body["items"]]
-            if body["total"] != total or got != ids:
+            total = min(matching, queries.TOTAL_CAP)
+            exact = matching <= queries.TOTAL_CAP
+            if body["total"] != total or body["total_exact"] != exact or got != ids:
                 raise AssertionError(
-                    f"{params}: HTTP and raw SQL disagree ({body['total']} vs {total})"
+                    f"{params}: HTTP and raw SQL disagree ({body['total']}, "
+                    f"exact {body['total_exact']} vs {total}, exact {exact})"
                 )
 
 
@@ -518,7 +523,13 @@ async def _search(db: ScratchDatabase) -> dict[str, Any]:
     finally:
         await engine.dispose()
     compiled = [raw_query(p) for p in SEARCH_QUERIES]
-    pool = await asyncpg.create_pool(db.url, min_size=SEARCH_CLIENTS, max_size=SEARCH_CLIENTS)
+    # As queries.list_page does (SET LOCAL there): plan each statement for its parameters.
+    pool = await asyncpg.create_pool(
+        db.url,
+        min_size=SEARCH_CLIENTS,
+        max_size=SEARCH_CLIENTS,
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+    )
     try:
         answers = await _raw_answers(pool, compiled)
         totals: list[int | None] = [total for total, _ in answers]

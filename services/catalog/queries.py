@@ -41,7 +41,7 @@ FTS_CONFIG = literal_column("'english'::regconfig")
 # Stored generated column (migration 0002, PostgreSQL only, not mapped: SQLite has no such column).
 TEXT_TSV = literal_column("recommendations.text_tsv")
 # The list counts matching rows up to this many; beyond it `total` is TOTAL_CAP, not exact.
-TOTAL_CAP = 10_000
+TOTAL_CAP = 1_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -160,19 +160,39 @@ def _ordered(stmt: Select[Any], sort: str, cursor: list[Any] | None) -> Select[A
     return stmt.order_by(column.asc(), Recommendation.id.asc())
 
 
+# What a list item shows (recommendations.summary) plus the sort columns the cursor needs.
+LIST_COLUMNS = (
+    Recommendation.id,
+    Recommendation.mechanism,
+    Recommendation.number,
+    Recommendation.text,
+    Recommendation.cycle,
+    Recommendation.state_under_review,
+    Recommendation.response_position,
+    Recommendation.recommending_states,
+    Recommendation.issues,
+    Recommendation.action_category,
+    Recommendation.action_category_suggested,
+    Recommendation.sort_key,
+    Recommendation.updated_at,
+)
+
+
 @dataclass
 class Page:
-    """One page of a list: its rows, the matching total (capped) and the next cursor."""
+    """One page of a list: its rows, the matching total (capped) and the next cursor.
 
-    items: list[Recommendation]
+    The rows are read-only Row objects with the LIST_COLUMNS as attributes (no ORM instances:
+    a list page never changes what it shows).
+    """
+
+    items: list[Any]
     total: int
     total_exact: bool
     next_cursor: str | None
 
 
-def count_statement(
-    conds: Sequence[ColumnElement[bool]], cap: int | None = TOTAL_CAP
-) -> Select[Any]:
+def count_statement(conds: Sequence[ColumnElement[bool]], cap: int | None) -> Select[Any]:
     """Count the rows matching conds, stopping after cap + 1 of them (cap None: count all)."""
     if cap is None:
         return select(func.count()).select_from(Recommendation).where(*conds)
@@ -189,8 +209,8 @@ def count_statement(
 def page_statement(
     conds: Sequence[ColumnElement[bool]], *, sort: str, limit: int, cursor: list[Any] | None
 ) -> Select[Any]:
-    """The rows of one page, plus one more to tell whether another page follows."""
-    return _ordered(select(Recommendation).where(*conds), sort, cursor).limit(limit + 1)
+    """The rows of one page (LIST_COLUMNS), plus one more to tell whether another follows."""
+    return _ordered(select(*LIST_COLUMNS).where(*conds), sort, cursor).limit(limit + 1)
 
 
 async def plan_each_call(session: AsyncSession) -> None:
@@ -212,16 +232,18 @@ async def list_page(
     sort: str,
     limit: int,
     cursor: list[Any] | None,
+    exact_total: bool = False,
 ) -> Page:
     """One page of recommendations, how many match the filters, and the next cursor.
 
     The total is exact up to TOTAL_CAP; beyond it, it is TOTAL_CAP and total_exact is false
-    (counting every match of a broad filter costs more than the page itself).
+    (counting every match of a broad filter costs more than the page itself), unless
+    exact_total asks to count them all.
     """
     conds = filters.conditions(is_postgres(session.bind))
     await plan_each_call(session)
     stmt = page_statement(conds, sort=sort, limit=limit, cursor=cursor)
-    rows = list((await session.scalars(stmt)).all())
+    rows = list((await session.execute(stmt)).all())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -230,8 +252,11 @@ async def list_page(
         next_cursor = encode_cursor([getattr(last, column_name), last.id])
     if cursor is None and next_cursor is None:
         return Page(rows, len(rows), True, None)  # the first page holds every match
-    counted = int(await session.scalar(count_statement(conds)) or 0)
-    return Page(rows, min(counted, TOTAL_CAP), counted <= TOTAL_CAP, next_cursor)
+    cap = None if exact_total else TOTAL_CAP
+    counted = int(await session.scalar(count_statement(conds, cap)) or 0)
+    if cap is None or counted <= cap:
+        return Page(rows, counted, True, next_cursor)
+    return Page(rows, cap, False, next_cursor)
 
 
 async def get_full(

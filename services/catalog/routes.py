@@ -56,7 +56,7 @@ FILTER_PARAMS = {
     "cluster",
     "q",
 }
-PAGING_PARAMS = {"sort", "limit", "cursor", "format"}
+PAGING_PARAMS = {"sort", "limit", "cursor", "exact_total", "format"}
 
 
 async def recommendation_filter(
@@ -161,12 +161,21 @@ async def list_recommendations(
     ] = "number",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    exact_total: Annotated[
+        bool,
+        Query(
+            description="Count every match: `total` is then always exact (slower when more "
+            f"than {queries.TOTAL_CAP:,} match)"
+        ),
+    ] = False,
 ) -> RecommendationPage:
     try:
         position = queries.decode_cursor(cursor) if cursor else None
     except ValueError as exc:
         raise InvalidValue(str(exc), field="query.cursor") from exc
-    page = await queries.list_page(session, filters, sort=sort, limit=limit, cursor=position)
+    page = await queries.list_page(
+        session, filters, sort=sort, limit=limit, cursor=position, exact_total=exact_total
+    )
     return RecommendationPage(
         items=[
             RecommendationSummary.model_validate(recommendations.summary(r)) for r in page.items

@@ -5,10 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command as alembic_command
+from sqlalchemy import text
+
+from services.catalog import queries
+from services.catalog.app import MIGRATIONS
+from shared import migrate
+from shared.db import create_engine
 
 DEMO = (
     Path(__file__).resolve().parents[2]
@@ -483,3 +491,125 @@ async def test_patch_guards_identity_and_nulls(catalog, admin) -> None:
         f"/v1/recommendations/{item['id']}", json={"recommending_states": None}, headers=admin
     )
     assert emptied.status_code == 422
+
+
+async def test_the_list_total_is_exact_up_to_a_cap(catalog, admin, monkeypatch) -> None:
+    await import_demo(catalog, admin)
+
+    async def page(**params: str | int) -> dict:
+        response = await catalog.get("/v1/recommendations", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    one_page = await page(response="noted")  # every match on the first page: no count
+    assert (one_page["total"], one_page["total_exact"], one_page["next_cursor"]) == (42, True, None)
+    counted = await page(response="noted", limit=10)
+    assert (counted["total"], counted["total_exact"]) == (42, True)
+
+    monkeypatch.setattr(queries, "TOTAL_CAP", 100)
+    capped = await page(limit=10)
+    assert (capped["total"], capped["total_exact"]) == (100, False)
+    later = await page(limit=10, cursor=capped["next_cursor"])
+    assert (later["total"], later["total_exact"]) == (100, False)
+    assert len(later["items"]) == 10
+    exact = await page(limit=10, exact_total="true")
+    assert (exact["total"], exact["total_exact"]) == (205, True)
+    assert (await page(response="noted", limit=10))["total_exact"] is True
+    assert (await page(response="noted", limit=10, exact_total="true"))["total"] == 42
+
+    bad = await catalog.get("/v1/recommendations", params={"exact_total": "maybe"})
+    assert bad.status_code == 422
+    schema = (await catalog.get("/openapi.json")).json()["components"]["schemas"]
+    assert {"items", "total", "total_exact", "next_cursor"} <= set(
+        schema["RecommendationPage"]["required"]
+    )
+
+
+async def all_ids(client: httpx.AsyncClient, params: dict) -> set[str]:
+    ids: set[str] = set()
+    cursor = None
+    while True:
+        page_params = {**params, "limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/recommendations", params=page_params)).json()
+        ids.update(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return ids
+
+
+async def test_issue_and_state_filters_or_their_values(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    for name, first, second in (
+        ("issue", "Death penalty", "Women's rights"),
+        ("recommending_state", "France", "BEL"),
+    ):
+        one = await all_ids(catalog, {name: first})
+        other = await all_ids(catalog, {name: second})
+        both = await all_ids(catalog, {name: [first, second]})
+        assert one and other and one != other
+        assert both == one | other
+        facets = (await catalog.get("/v1/recommendations/facets", params={name: first})).json()
+        assert facets["total"] == len(one)
+    combined = await all_ids(catalog, {"issue": "Death penalty", "q": "optional protocol"})
+    assert combined and combined <= await all_ids(catalog, {"issue": "Death penalty"})
+
+
+async def test_search_follows_a_changed_text(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    editor = await editor_key(catalog, admin)
+    assert (await catalog.get("/v1/recommendations", params={"q": "zebras"})).json()["total"] == 0
+    patched = await catalog.patch(
+        "/v1/recommendations/KHM-2-118.17",
+        json={"text": "Protect the zebras of the national parks"},
+        headers=editor,
+    )
+    assert patched.status_code == 200, patched.text
+    found = (await catalog.get("/v1/recommendations", params={"q": "zebra"})).json()
+    assert [item["id"] for item in found["items"]] == ["KHM-2-118.17"]
+
+
+async def test_search_indexes_migrate_up_and_down(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    config = migrate.alembic_config(MIGRATIONS)
+
+    async def indexes() -> set[str]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'recommendations'")
+            )
+            return {row[0] for row in rows}
+
+    async def has_tsv_column() -> bool:
+        async with engine.connect() as conn:
+            generated = await conn.scalar(
+                text(
+                    "SELECT is_generated FROM information_schema.columns "
+                    "WHERE table_name = 'recommendations' AND column_name = 'text_tsv'"
+                )
+            )
+            return generated == "ALWAYS"
+
+    async def run(command_: Callable[..., None], revision: str) -> None:
+        def go(connection) -> None:
+            config.attributes["connection"] = connection
+            command_(config, revision)
+
+        async with engine.begin() as conn:
+            await conn.run_sync(go)
+
+    search = {
+        "ix_recommendations_text_tsv",
+        "ix_recommendations_issues_gin",
+        "ix_recommendations_recommending_states_gin",
+    }
+    try:
+        await migrate.upgrade(engine, MIGRATIONS)
+        assert search <= await indexes() and "ix_recommendations_fts" not in await indexes()
+        assert await has_tsv_column()
+        await run(alembic_command.downgrade, "0001")
+        assert not search & await indexes() and "ix_recommendations_fts" in await indexes()
+        assert not await has_tsv_column()
+        await run(alembic_command.upgrade, "head")
+        assert search <= await indexes() and await has_tsv_column()
+    finally:
+        await engine.dispose()
