@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.monitoring.models import Deadline, TrackedRecommendation
 from services.monitoring.recommendations import SOURCE, ref
 from services.monitoring.schemas import DeadlineIn, DeadlineMetIn, DeadlineUpdate
+from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import DeadlineMet, DeadlineSet, DeadlineSnapshot
-from shared.http import Conflict, InvalidValue, NotFound
+from shared.http import Conflict, Forbidden, InvalidValue, NotFound
 from shared.outbox import record_event
 
 # Months after the review date (UPR practice: outcome adopted ~4-5 months later, voluntary
@@ -33,6 +34,21 @@ class DeadlineNotFound(NotFound):
 
 class DeadlineAlreadyMet(Conflict):
     title = "Deadline already met"
+
+
+class NotYourDeadline(Forbidden):
+    title = "Not your deadline"
+
+
+def ensure_may_report(principal: Principal, deadline: Deadline) -> None:
+    """An assessor key marks met only the deadlines of its own organisation; editors any."""
+    if principal.has_role("editor"):
+        return
+    if deadline.responsible_body is None or deadline.responsible_body != principal.organisation:
+        raise NotYourDeadline(
+            f"this key reports for {principal.organisation!r}; deadline {deadline.id} belongs to "
+            f"{deadline.responsible_body or 'no responsible body'}: ask an editor"
+        )
 
 
 def add_months(day: dt.date, months: int) -> dt.date:

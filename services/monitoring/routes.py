@@ -430,16 +430,17 @@ async def update_deadline(
     responses={
         **WRITE_ERRORS,
         **DEADLINE_NOT_FOUND,
-        **problem_responses(deadlines.DeadlineAlreadyMet),
+        **problem_responses(deadlines.DeadlineAlreadyMet, deadlines.NotYourDeadline),
     },
 )
 async def deadline_met(
-    _: AssessorKey,
+    principal: AssessorKey,
     deadline_id: Annotated[str, Path(max_length=32)],
     body: DeadlineMetIn,
     session: SessionDep,
 ) -> DeadlineOut:
     deadline = await deadlines.load(session, deadline_id)
+    deadlines.ensure_may_report(principal, deadline)
     met, _following = await deadlines.mark_met(session, deadline, body)
     return _deadline_out(met)
 

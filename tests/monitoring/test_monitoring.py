@@ -359,6 +359,15 @@ async def test_indicators_deadlines_and_stats(stack: Stack, events) -> None:
     assert deadline.json()["overdue"] is True
     await events.wait_for(1, type="upr.monitoring.deadline.set", subject=REC)
 
+    adhoc = await stack.key("assessor", "ADHOC")
+    not_theirs = await stack.monitoring.post(
+        f"/v1/deadlines/{deadline.json()['id']}/met",
+        json={"met_on": "2017-01-30"},
+        headers=adhoc,
+    )
+    assert not_theirs.status_code == 403, not_theirs.text
+    assert not_theirs.json()["title"] == "Not your deadline"
+
     await stack.monitoring.post(
         f"/v1/recommendations/{REC}/evidence",
         json={"kind": "government_report", "title": "Ministry report 2016"},
