@@ -43,6 +43,13 @@ class NotificationsSettings(BaseServiceSettings):
         "UPR Tracker <alerts@upr-tracker.local>", validation_alias="UPR_MAIL_FROM"
     )
     email_rate_per_s: float = Field(200.0, validation_alias="UPR_EMAIL_RATE_PER_S")
+    smtp_connections: int = Field(
+        1,
+        ge=1,
+        le=32,
+        validation_alias="UPR_SMTP_CONNECTIONS",
+        description="SMTP sessions kept open and used at once (each one reused)",
+    )
     # SMS
     sms_provider: Literal["gateway", "twilio"] = Field(
         "gateway", validation_alias="UPR_SMS_PROVIDER"

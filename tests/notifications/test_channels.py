@@ -112,6 +112,27 @@ async def test_email_parts_headers_khmer_and_one_session(smtp: SmtpSink) -> None
         await channel.close()
 
 
+async def test_email_encodings_survive_the_trip(smtp: SmtpSink) -> None:
+    channel = EmailChannel(settings(smtp_port=smtp.port, mail_from="ក្រសួង UPR <upr@example.org>"))
+    latin = "Status: “in progress”.\n.a line that starts with a dot\n" + "word " * 300
+    long_subject = "Recommendation 118.17 changed status " * 4 + KHMER_SUBJECT
+    try:
+        await channel.send(OutgoingEmail("qp@example.org", long_subject, latin, None, {}))
+        await channel.send(OutgoingEmail("ascii@example.org", "Hi", "line\r\n.\r\nend", None, {}))
+        [qp] = smtp.messages_to("qp@example.org")
+        assert qp["Content-Transfer-Encoding"] == "quoted-printable"
+        # SMTP carries CRLF; the parser keeps it in decoded text, mail clients do not.
+        assert qp.get_content().replace("\r\n", "\n").strip() == latin.strip()
+        assert str(qp["Subject"]) == " ".join(long_subject.split())
+        assert str(qp["From"]) == "ក្រសួង UPR <upr@example.org>"
+        [ascii_mail] = smtp.messages_to("ascii@example.org")
+        assert ascii_mail["Content-Transfer-Encoding"] == "7bit"
+        assert ascii_mail.get_content().replace("\r\n", "\n") == "line\n.\nend\n"
+        assert all(len(line) <= 998 for line in smtp.received[0].raw.split(b"\r\n"))
+    finally:
+        await channel.close()
+
+
 async def test_email_without_message_id_gets_one_and_plain_text_alone(smtp: SmtpSink) -> None:
     channel = EmailChannel(settings(smtp_port=smtp.port))
     try:
