@@ -23,6 +23,7 @@ from jinja2 import (
     TemplateNotFound,
     select_autoescape,
 )
+from markupsafe import escape
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_LANGUAGE = "en"
@@ -289,6 +290,67 @@ def render(kind: str, channel: Channel, language: str, context: dict[str, Any]) 
     extra["subject"] = subject
     html = part("email.html.j2", required=False)
     return Rendered(subject=subject, text=text, html=html.strip() + "\n" if html else None)
+
+
+# Stand-ins for what differs between the readers of one event: rendered once, filled per reader.
+_SLOTS = {
+    "name": "UPRSLOTxNAMEx7Q",
+    "unsubscribe": "UPRSLOTxUNSUBSCRIBEx7Q",
+    "preferences": "UPRSLOTxPREFERENCESx7Q",
+}
+
+
+class EventEmailRenderer:
+    """E-mails of one event for many readers: the templates run once per language, not per reader.
+
+    Only for event kinds, whose context is the same for every reader of the event; the reader's
+    name and signed links are filled into the rendered text (escaped in the HTML part).
+    """
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self.max_entries = max_entries
+        self._cache: dict[tuple[Any, ...], Rendered] = {}
+
+    def render(self, event_id: str, kind: str, language: str, context: dict[str, Any]) -> Rendered:
+        """The e-mail for one reader (context["recipient"] and context["links"] are theirs)."""
+        if kind not in EVENT_KINDS:
+            return render(kind, "email", language, context)
+        recipient = context.get("recipient") or {}
+        links = dict(context.get("links") or {})
+        key = (event_id, kind, language, bool(recipient.get("name")), links.get("recommendation"))
+        shared = self._cache.get(key)
+        if shared is None:
+            slotted = {
+                **context,
+                "recipient": {**recipient, "name": _SLOTS["name"] if recipient.get("name") else ""},
+                "links": {
+                    **links,
+                    "unsubscribe": _SLOTS["unsubscribe"],
+                    "preferences": _SLOTS["preferences"],
+                },
+            }
+            shared = render(kind, "email", language, slotted)
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[key] = shared
+        values = {
+            "name": str(recipient.get("name") or ""),
+            "unsubscribe": str(links.get("unsubscribe") or ""),
+            "preferences": str(links.get("preferences") or ""),
+        }
+        return Rendered(
+            subject=_fill(shared.subject, values, html=False),
+            text=_fill(shared.text, values, html=False),
+            html=_fill(shared.html, values, html=True) if shared.html is not None else None,
+        )
+
+
+def _fill(text: str, values: dict[str, str], *, html: bool) -> str:
+    # The name goes last: what a reader typed as their name is never read as a slot.
+    for slot in ("unsubscribe", "preferences", "name"):
+        value = str(escape(values[slot])) if html else values[slot]
+        text = text.replace(_SLOTS[slot], value)
+    return text
 
 
 def webhook_text(kind: str, language: str, context: dict[str, Any]) -> str:

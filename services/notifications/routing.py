@@ -205,10 +205,16 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
     if not rows:
         return 0
     insert = pg_insert if is_postgres(session.bind) else sqlite_insert
-    stmt = insert(Delivery).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    result = await session.execute(stmt)
+    # executemany with RETURNING: one cached statement, sent as batched VALUES, and the ids of
+    # the rows that were new (a conflict returns nothing).
+    stmt = (
+        insert(Delivery)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Delivery.id)
+    )
+    inserted = (await session.scalars(stmt, rows)).all()
     session.info["deliveries_added"] = True
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return len(inserted)
 
 
 async def route(session: AsyncSession, envelope: Envelope, now: dt.datetime) -> int:

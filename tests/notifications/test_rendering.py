@@ -392,3 +392,27 @@ def test_fit_sms_drops_a_link_that_can_never_fit() -> None:
     huge = "https://u.example/" + "x" * 400
     fitted = fit_sms("Status of 118.17 changed", huge, 1)
     assert fitted == "Status of 118.17 changed"
+
+
+@pytest.mark.parametrize("language", ["en", "km"])
+def test_an_event_rendered_once_reads_as_if_rendered_for_each_reader(language: str) -> None:
+    renderer = rendering.EventEmailRenderer()
+    readers = [
+        ({"name": "Ministry <of> Justice & Co", "language": language}, "u1", "p1"),
+        ({"name": "", "language": language}, "u2", "p2"),
+        ({"name": "Embassy of Belgium", "language": language}, "u3", "p3"),
+    ]
+    for recipient, unsubscribe, preferences in readers:
+        links = {**LINKS, "unsubscribe": f"https://u/{unsubscribe}?a=1&b=2"}
+        links["preferences"] = f"https://p/{preferences}"
+        given = context("status.changed", recipient=recipient, links=links)
+        once = renderer.render("ev1", "status.changed", language, given)
+        assert once == render("status.changed", "email", language, given)
+    # Three readers, two shapes (named and anonymous): the templates ran twice.
+    assert len(renderer._cache) == 2
+    # Kinds whose context differs per reader (digests, reminders) are never shared.
+    digest = context("digest")
+    assert renderer.render("ev1", "digest", language, digest) == render(
+        "digest", "email", language, digest
+    )
+    assert len(renderer._cache) == 2
