@@ -231,6 +231,7 @@ class SmsSink:
         self.requests: list[dict[str, Any]] = []
         self.hits = 0  # every request, refused ones included
         self._failures: list[int] = []
+        self._retry_after: int | None = None
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -257,10 +258,11 @@ class SmsSink:
         """What UPR_TWILIO_BASE_URL should be to reach the Twilio-style route."""
         return f"http://{HOST}:{self._port}"
 
-    def fail_next(self, count: int, status: int = 503) -> None:
-        """Answer the next count requests with this status (before any other check)."""
+    def fail_next(self, count: int, status: int = 503, retry_after: int | None = None) -> None:
+        """Answer the next count requests with this status (and Retry-After, when given)."""
         with self._lock:
             self._failures = [status] * count
+            self._retry_after = retry_after
 
     def _take_failure(self) -> int | None:
         with self._lock:
@@ -279,7 +281,8 @@ class SmsSink:
     async def _gateway(self, request: Request) -> JSONResponse:
         body = await request.body()
         if (status := self._take_failure()) is not None:
-            return JSONResponse({"error": "unavailable"}, status_code=status)
+            headers = {} if self._retry_after is None else {"Retry-After": str(self._retry_after)}
+            return JSONResponse({"error": "unavailable"}, status_code=status, headers=headers)
         if self.secret is not None:
             try:
                 verify_webhook(self.secret, request.headers, body)

@@ -48,9 +48,8 @@ def _wake_dispatcher(session: Session) -> None:
 
 async def tick_reminders(app: FastAPI) -> None:
     """Turn due reminders into deliveries."""
-    settings: NotificationsSettings = app.state.settings
     async with app.state.session_factory() as session, session.begin():
-        await reminders.send_due(session, app.state.clock.now(), settings.claim_lease_s)
+        await reminders.send_due(session, app.state.clock.now())
 
 
 async def tick_digests(app: FastAPI) -> None:

@@ -18,9 +18,9 @@ from services.notifications import channels, links, rendering
 from services.notifications.models import Delivery, Recipient
 from services.notifications.settings import NotificationsSettings
 from shared.db import is_postgres
-from shared.events import DeliveryFailed, DeliverySent
+from shared.events import DeliveryFailed, DeliverySent, Envelope
 from shared.metrics import DELIVERIES, DELIVERY_LATENCY
-from shared.outbox import record_event
+from shared.outbox import record_events_bulk
 
 log = logging.getLogger(__name__)
 SOURCE = "upr/notifications"
@@ -60,6 +60,7 @@ class Claimed:
     context: dict[str, Any]
     recipient: dict[str, Any]
     created_at: dt.datetime
+    next_attempt_at: dt.datetime
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Outcome:
     provider_id: str | None = None
     error: str | None = None
     transient: bool = True
+    retry_after_s: float | None = None
 
 
 class Dispatcher:
@@ -95,6 +97,7 @@ class Dispatcher:
             "webhook": channels.RateLimiter(50.0, burst=50),
         }
         self.concurrency = asyncio.Semaphore(16)
+        self.email_renderer = rendering.EventEmailRenderer()
         self.sent = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -181,6 +184,7 @@ class Dispatcher:
                     context=row.context,
                     recipient=_recipient_view(recipients[row.recipient_id]),
                     created_at=row.created_at,
+                    next_attempt_at=row.next_attempt_at,
                 )
                 for row in rows
             ]
@@ -219,7 +223,9 @@ class Dispatcher:
                 provider_id = await self._transmit(claimed, recipient, context, link_map)
             return Outcome(claimed, provider_id=provider_id)
         except channels.DeliveryError as exc:
-            return Outcome(claimed, error=str(exc), transient=exc.transient)
+            return Outcome(
+                claimed, error=str(exc), transient=exc.transient, retry_after_s=exc.retry_after_s
+            )
         except Exception as exc:
             log.warning("delivery %s failed unexpectedly: %r", claimed.id, exc)
             return Outcome(claimed, error=f"{type(exc).__name__}: {exc}"[:500], transient=True)
@@ -233,7 +239,7 @@ class Dispatcher:
     ) -> str | None:
         language = recipient["language"]
         if claimed.channel == "email":
-            rendered = rendering.render(claimed.kind, "email", language, context)
+            rendered = self.email_renderer.render(claimed.event_id, claimed.kind, language, context)
             headers = {
                 "Message-ID": f"<{claimed.id}@upr-tracker>",
                 "List-Unsubscribe": f"<{link_map['unsubscribe']}>",
@@ -277,65 +283,57 @@ class Dispatcher:
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         now = self.clock()
-        async with self.session_factory() as session, session.begin():
-            for outcome in outcomes:
-                claimed = outcome.claimed
-                attempts = claimed.attempts + 1
-                common = {
-                    "delivery_id": claimed.id,
-                    "event_id": claimed.event_id,
-                    "source_event_type": claimed.event_type,
-                    "kind": claimed.kind,
-                    "recipient_id": claimed.recipient["id"],
-                    "channel": claimed.channel,
-                    "attempts": attempts,
-                }
-                if outcome.error is None:
-                    values: dict[str, Any] = {
-                        "status": "sent",
-                        "sent_at": now,
-                        "provider_id": (outcome.provider_id or "")[:300] or None,
-                        "attempts": attempts,
-                        "claimed_until": None,
-                        "last_error": None,
-                    }
-                    record_event(
-                        session,
-                        DeliverySent(provider_id=values["provider_id"], **common),
-                        source=SOURCE,
-                        subject=claimed.id,
-                    )
-                    self.sent += 1
-                    DELIVERIES.labels(claimed.channel, "sent").inc()
-                    DELIVERY_LATENCY.labels(claimed.channel).observe(
-                        max((now - claimed.created_at).total_seconds(), 0.0)
-                    )
-                elif not outcome.transient or attempts >= self.settings.max_attempts:
-                    values = {
-                        "status": "failed",
-                        "attempts": attempts,
-                        "claimed_until": None,
-                        "last_error": outcome.error,
-                    }
-                    record_event(
-                        session,
-                        DeliveryFailed(error=outcome.error, **common),
-                        source=SOURCE,
-                        subject=claimed.id,
-                    )
-                    DELIVERIES.labels(claimed.channel, "failed").inc()
-                else:
-                    DELIVERIES.labels(claimed.channel, "retried").inc()
-                    delay = backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
-                    values = {
-                        "attempts": attempts,
-                        "claimed_until": None,
-                        "last_error": outcome.error,
-                        "next_attempt_at": now + dt.timedelta(seconds=delay),
-                    }
-                await session.execute(
-                    update(Delivery).where(Delivery.id == claimed.id).values(**values)
+        updates: list[dict[str, Any]] = []
+        envelopes: list[Envelope] = []
+        for outcome in outcomes:
+            claimed = outcome.claimed
+            attempts = claimed.attempts + 1
+            common = {
+                "delivery_id": claimed.id,
+                "event_id": claimed.event_id,
+                "source_event_type": claimed.event_type,
+                "kind": claimed.kind,
+                "recipient_id": claimed.recipient["id"],
+                "channel": claimed.channel,
+                "attempts": attempts,
+            }
+            # Every row gets the same columns, so one executemany carries the whole batch.
+            values: dict[str, Any] = {
+                "id": claimed.id,
+                "status": "pending",
+                "sent_at": None,
+                "provider_id": None,
+                "attempts": attempts,
+                "claimed_until": None,
+                "last_error": outcome.error,
+                "next_attempt_at": claimed.next_attempt_at,
+            }
+            if outcome.error is None:
+                provider_id = (outcome.provider_id or "")[:300] or None
+                values |= {"status": "sent", "sent_at": now, "provider_id": provider_id}
+                data: Any = DeliverySent(provider_id=provider_id, **common)
+                self.sent += 1
+                DELIVERIES.labels(claimed.channel, "sent").inc()
+                DELIVERY_LATENCY.labels(claimed.channel).observe(
+                    max((now - claimed.created_at).total_seconds(), 0.0)
                 )
+            elif not outcome.transient or attempts >= self.settings.max_attempts:
+                values["status"] = "failed"
+                data = DeliveryFailed(error=outcome.error, **common)
+                DELIVERIES.labels(claimed.channel, "failed").inc()
+            else:
+                DELIVERIES.labels(claimed.channel, "retried").inc()
+                delay = backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
+                # A provider that says when to come back (429/503 Retry-After) is believed.
+                delay = max(delay, min(outcome.retry_after_s or 0.0, self.settings.retry_max_s))
+                values["next_attempt_at"] = now + dt.timedelta(seconds=delay)
+                data = None
+            updates.append(values)
+            if data is not None:
+                envelopes.append(Envelope.wrap(data, source=SOURCE, subject=claimed.id))
+        async with self.session_factory() as session, session.begin():
+            await session.execute(update(Delivery), updates)
+            await record_events_bulk(session, envelopes)
 
 
 def _recipient_view(recipient: Recipient) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifications import links
+from services.notifications import links, reminders
 from services.notifications.deliveries import mask_email, mask_phone
 from services.notifications.models import Recipient, Subscription
 from services.notifications.routing import insert_deliveries, new_delivery
@@ -21,6 +21,7 @@ from services.notifications.schemas import (
     SelfSubscribeIn,
     SubscriptionIn,
 )
+from services.notifications.settings import NotificationsSettings
 from shared.auth import Principal
 from shared.db import utcnow
 from shared.http import InvalidValue, NotFound
@@ -71,7 +72,9 @@ async def load(session: AsyncSession, recipient_id: str) -> Recipient:
     return recipient
 
 
-async def create(session: AsyncSession, data: RecipientIn) -> Recipient:
+async def create(
+    session: AsyncSession, data: RecipientIn, settings: NotificationsSettings
+) -> Recipient:
     """Register a recipient (created by an editor: its addresses count as confirmed)."""
     now = utcnow()
     values = data.model_dump(mode="json")
@@ -79,14 +82,23 @@ async def create(session: AsyncSession, data: RecipientIn) -> Recipient:
     recipient = Recipient(id=uuid.uuid4().hex, created_at=now, updated_at=now, **values)
     session.add(recipient)
     await session.flush()
+    await reminders.plan_for_recipient(session, recipient, settings, now)
     return recipient
 
 
-async def update(session: AsyncSession, recipient: Recipient, data: RecipientUpdate) -> Recipient:
+async def update(
+    session: AsyncSession,
+    recipient: Recipient,
+    data: RecipientUpdate,
+    settings: NotificationsSettings,
+) -> Recipient:
     """Change a recipient's details or preferences."""
-    for name, value in data.model_dump(exclude_unset=True, mode="json").items():
+    changes = data.model_dump(exclude_unset=True, mode="json")
+    for name, value in changes.items():
         setattr(recipient, name, value)
     recipient.updated_at = utcnow()
+    if changes.keys() & {"kind", "organisation", "role_in_body"}:
+        await reminders.plan_for_recipient(session, recipient, settings, recipient.updated_at)
     return recipient
 
 

@@ -74,7 +74,40 @@ async def on_deadline_set(
     if unchanged:
         return 0
     await _cancel(session, state.id)
-    body = snap.get("responsible_body")
+    return await _schedule(session, state, settings, now)
+
+
+async def plan_for_recipient(
+    session: AsyncSession, recipient: Recipient, settings: NotificationsSettings, now: dt.datetime
+) -> int:
+    """Reminders for deadlines already tracked when a ministry or coordinator joins or moves.
+
+    Reminders already scheduled or sent keep their idempotency keys, so nothing is planned twice.
+    """
+    if recipient.kind not in ("ministry", "coordinator") or recipient.unsubscribed_at is not None:
+        return 0
+    await session.flush()
+    horizon = now.date() - dt.timedelta(days=max(settings.escalation_after_days, default=0) + 1)
+    open_deadlines = await session.scalars(
+        select(TrackedDeadline).where(
+            TrackedDeadline.met_on.is_(None), TrackedDeadline.due_on >= horizon
+        )
+    )
+    planned = 0
+    for state in open_deadlines:
+        body = state.snapshot.get("responsible_body")
+        if recipient.kind == "ministry" and body != recipient.organisation:
+            continue
+        planned += await _schedule(session, state, settings, now)
+    return planned
+
+
+async def _schedule(
+    session: AsyncSession, state: TrackedDeadline, settings: NotificationsSettings, now: dt.datetime
+) -> int:
+    """Plan a deadline's reminders, overdue notice and escalations for the people now known."""
+    due_on = state.due_on
+    body = state.snapshot.get("responsible_body")
     focal_points = await _recipients(session, body, "focal_point") if body else []
     coordinators = await _recipients(session, None, "", kind="coordinator")
     heads = await _recipients(session, body, "head") if body else []
@@ -116,10 +149,12 @@ async def on_deadline_set(
     if not rows:
         return 0
     insert = pg_insert if is_postgres(session.bind) else sqlite_insert
-    await session.execute(
-        insert(Reminder).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    stmt = (
+        insert(Reminder)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Reminder.id)
     )
-    return len(rows)
+    return len((await session.scalars(stmt, rows)).all())
 
 
 async def on_deadline_met(session: AsyncSession, envelope: Envelope, now: dt.datetime) -> None:
@@ -137,10 +172,12 @@ async def on_deadline_met(session: AsyncSession, envelope: Envelope, now: dt.dat
     await _cancel(session, state.id)
 
 
-async def send_due(
-    session: AsyncSession, now: dt.datetime, lease_s: float, limit: int = 200
-) -> int:
-    """Turn due reminders into deliveries (claimed row by row; a replica skips locked ones)."""
+async def send_due(session: AsyncSession, now: dt.datetime, limit: int = 200) -> int:
+    """Turn due reminders into deliveries (claimed row by row; a replica skips locked ones).
+
+    The claim is the row lock: the reminder is marked sent and its deliveries are written in
+    the caller's transaction, so no lease is needed (a crash rolls both back).
+    """
     stmt = (
         select(Reminder, TrackedDeadline, Recipient)
         .join(TrackedDeadline, TrackedDeadline.id == Reminder.deadline_id)

@@ -53,9 +53,9 @@ def _subscription_out(s) -> SubscriptionOut:
     responses=WRITE_ERRORS,
 )
 async def create_recipient(
-    principal: EditorKey, body: RecipientIn, session: SessionDep
+    request: Request, principal: EditorKey, body: RecipientIn, session: SessionDep
 ) -> RecipientOut:
-    recipient = await recipients.create(session, body)
+    recipient = await recipients.create(session, body, request.app.state.settings)
     return RecipientOut.model_validate(
         recipients.out(recipient, reveal=recipients.reveals_personal_data(principal))
     )
@@ -107,9 +107,18 @@ async def get_recipient(
     responses={**WRITE_ERRORS, **RECIPIENT_NOT_FOUND},
 )
 async def update_recipient(
-    principal: EditorKey, recipient_id: RecipientIdPath, body: RecipientUpdate, session: SessionDep
+    request: Request,
+    principal: EditorKey,
+    recipient_id: RecipientIdPath,
+    body: RecipientUpdate,
+    session: SessionDep,
 ) -> RecipientOut:
-    recipient = await recipients.update(session, await recipients.load(session, recipient_id), body)
+    recipient = await recipients.update(
+        session,
+        await recipients.load(session, recipient_id),
+        body,
+        request.app.state.settings,
+    )
     return RecipientOut.model_validate(
         recipients.out(recipient, reveal=recipients.reveals_personal_data(principal))
     )

@@ -103,6 +103,24 @@ async def test_smtp_outage_is_retried_and_delivers_once(stack: Stack) -> None:
     assert sent["attempts"] >= 3
 
 
+async def test_a_gateways_retry_after_is_respected(stack: Stack) -> None:
+    await stack.recipient(**{**EMBASSY, "language": "en", "email": None})
+    await stack.import_demo()
+    stack.notifications_app.state.settings.retry_max_s = 3600.0
+    stack.sms.fail_next(1, status=429, retry_after=600)
+    before = dt.datetime.now(dt.UTC)
+    await stack.assess(await stack.monitoring_key("ADHOC"), REC, "in_progress")
+    async with asyncio.timeout(15):
+        while not (log := [d for d in await stack.deliveries() if d["attempts"] == 1]):
+            await asyncio.sleep(0.1)
+    [waiting] = log
+    assert waiting["status"] == "pending" and "429" in waiting["last_error"]
+    # Backoff alone would retry within seconds; the gateway asked for ten minutes.
+    wait = dt.datetime.fromisoformat(waiting["next_attempt_at"]) - before
+    assert dt.timedelta(minutes=9) < wait < dt.timedelta(minutes=11)
+    assert stack.sms.requests == []
+
+
 async def test_an_unsubscribed_recipient_gets_nothing(stack: Stack) -> None:
     embassy = await stack.recipient(**{**EMBASSY, "phone": None, "language": "en"})
     await stack.import_demo()
@@ -211,6 +229,60 @@ async def test_a_reminder_fires_at_its_lead_time_and_stops_once_met(stack: Stack
     await tick_reminders(app)
     await asyncio.sleep(1.0)
     assert [d["kind"] for d in await reminders_sent()] == ["reminder"]
+
+
+async def test_a_ministry_that_joins_later_still_gets_its_reminders(stack: Stack) -> None:
+    from sqlalchemy import select
+
+    from services.notifications.models import Reminder
+
+    await stack.import_demo()
+    editor = await stack.monitoring_key("OHCHR", role="editor")
+    due = dt.date.today() + dt.timedelta(days=40)
+    for body in ("Ministry of Interior", "Ministry of Justice"):
+        created = await stack.monitoring.post(
+            "/v1/deadlines",
+            json={"title": f"Report by {body}", "recommendation_id": REC,
+                  "responsible_body": body, "due_on": due.isoformat()},
+            headers=editor,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+    from services.notifications.models import TrackedDeadline
+
+    async with asyncio.timeout(15):
+        while True:
+            async with stack.notifications_app.state.session_factory() as session:
+                tracked = list(await session.scalars(select(TrackedDeadline)))
+            bodies = {t.snapshot.get("responsible_body") for t in tracked}
+            if {"Ministry of Interior", "Ministry of Justice"} <= bodies:
+                break
+            await asyncio.sleep(0.1)
+
+    async def planned_for(recipient_id: str) -> list[tuple[str, int | None]]:
+        async with stack.notifications_app.state.session_factory() as session:
+            rows = await session.scalars(
+                select(Reminder).where(Reminder.recipient_id == recipient_id)
+            )
+            return sorted((r.kind, r.lead_days) for r in rows if r.kind != "escalation")
+
+    ministry = await stack.recipient(
+        name="Ministry of Justice focal point", kind="ministry",
+        organisation="Ministry of Justice", email="focal@justice.gov.kh",
+    )  # fmt: skip
+    expected = [("overdue", None), ("reminder", 1), ("reminder", 7), ("reminder", 30)]
+    assert await planned_for(ministry["id"]) == expected
+    # Moving the focal point to another ministry plans that ministry's deadline too, once.
+    moved = await stack.notifications.patch(
+        f"/v1/recipients/{ministry['id']}",
+        json={"organisation": "Ministry of Interior"},
+        headers=stack.admin,
+    )
+    assert moved.status_code == 200, moved.text
+    assert len(await planned_for(ministry["id"])) == 2 * len(expected)
+    unrelated = await stack.recipient(
+        name="An NGO", kind="ngo", organisation="Ministry of Justice", email="ngo@example.org"
+    )
+    assert await planned_for(unrelated["id"]) == []
 
 
 async def test_self_service_double_opt_in(stack: Stack) -> None:
