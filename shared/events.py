@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import utcnow
+from shared.tracing import current_traceparent
 
 SPEC_VERSION = "1.0"
 SCHEMA_BASE = "urn:upr-tracker:event"
@@ -36,7 +37,8 @@ class Envelope(BaseModel):
     time: dt.datetime = Field(default_factory=utcnow)
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
-    traceparent: str | None = None
+    # W3C trace context extension: the span that recorded the event (the current one by default).
+    traceparent: str | None = Field(default_factory=current_traceparent)
     data: dict[str, Any]
 
     @classmethod
@@ -49,7 +51,7 @@ class Envelope(BaseModel):
             type=data.event_type,
             subject=subject,
             dataschema=f"{SCHEMA_BASE}:{data.event_type}:v{data.version}",
-            traceparent=traceparent,
+            traceparent=traceparent or current_traceparent(),
             data=data.model_dump(mode="json"),
         )
 
