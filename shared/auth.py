@@ -84,6 +84,16 @@ async def create_key(
     return key, plaintext
 
 
+async def revoke_key(session: AsyncSession, key_id: str) -> bool:
+    """Revoke an active key at once; False when no active key has this id."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def authenticate(
     session: AsyncSession, token: str, bootstrap: str | None
 ) -> Principal | None:
@@ -119,6 +129,9 @@ def require_role(role: str):
         if not principal.has_role(role):
             raise Forbidden(f"this operation needs the {role} role; the key has {principal.role}")
         request.state.principal = principal
+        limits = getattr(request.app.state, "rate_limits", None)
+        if limits is not None:
+            await limits.hit_key(request.method, principal.key_id)
         return principal
 
     return dependency
@@ -202,12 +215,7 @@ def keys_router() -> APIRouter:
         responses=problem_responses(NotFound),
     )
     async def revoke(key_id: str, session: SessionDep, _: AdminKey) -> None:
-        result = await session.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if not await revoke_key(session, key_id):
             raise NotFound(f"no active key with id {key_id!r}", field="path.key_id")
 
     return router

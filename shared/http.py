@@ -134,6 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {**(headers or {}), **getattr(exc, "headers", {})} or None
         return problem_response(exc.to_problem(str(request.url.path)), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -180,6 +181,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+        if sqlstate.startswith("22"):  # a data exception: the input, not the database
+            return problem_response(_unstorable(request).to_problem(str(request.url.path)))
         log.warning("dependency unavailable on %s: %r", request.url.path, exc)
         return problem_response(
             {
@@ -204,6 +208,79 @@ def install_error_handlers(app: FastAPI) -> None:
                 "instance": str(request.url.path),
             }
         )
+
+
+def _unstorable(request: Request) -> InvalidValue:
+    """The 422 for a value PostgreSQL cannot hold (a NUL character, a number out of range)."""
+    detail = "a value cannot be stored: NUL characters and out-of-range numbers are refused"
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            return InvalidValue(
+                f"query parameter {name!r} contains a NUL character", field=f"query.{name}"
+            )
+    if "\x00" in request.url.path:
+        return InvalidValue("the path contains a NUL character", field="path")
+    return InvalidValue(detail, field="body")
+
+
+def _scalar_query_names(dependant: Any) -> set[str]:
+    from fastapi._compat import field_annotation_is_sequence
+
+    names = {
+        field.alias
+        for field in dependant.query_params
+        if not field_annotation_is_sequence(field.field_info.annotation)
+    }
+    for sub in dependant.dependencies:
+        names |= _scalar_query_names(sub)
+    return names
+
+
+async def single_valued_query(request: Request) -> None:
+    """Refuse a nameless query parameter, or several values for a one-value parameter (422)."""
+    if "" in request.query_params:
+        raise InvalidValue("a query parameter has no name", field="query")
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    for name in _scalar_query_names(dependant):
+        if len(request.query_params.getlist(name)) > 1:
+            raise InvalidValue(
+                f"query parameter {name!r} takes one value; it was given several",
+                field=f"query.{name}",
+            )
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Document what the error handlers really send: problem+json 422s, and 400 for bodies."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("Problem", Problem.model_json_schema())
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path_item in schema.get("paths", {}).values():
+            for method, operation in path_item.items():
+                responses = operation.setdefault("responses", {})
+                if method in {"post", "put", "patch", "delete"}:
+                    responses.setdefault(
+                        "429",
+                        {"description": "Too many requests (Retry-After)", "content": problem},
+                    )
+                invalid = responses.get("422")
+                if invalid is None or PROBLEM_JSON not in invalid.get("content", {}):
+                    responses["422"] = {"description": "Invalid request", "content": problem}
+                if "requestBody" in operation:
+                    responses.setdefault(
+                        "400", {"description": "The body cannot be parsed", "content": problem}
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class BodyLimitMiddleware:
@@ -247,9 +324,9 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         response = problem_response(
-            PayloadTooLarge(f"the request body exceeds {self.max_bytes} bytes").to_problem(
-                scope.get("path")
-            )
+            PayloadTooLarge(
+                f"the request body exceeds {self.max_bytes} bytes", field="body"
+            ).to_problem(scope.get("path"))
         )
         await response(scope, _empty_receive, send)
 
@@ -291,10 +368,17 @@ class RequestIdMiddleware:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed when the route returns, rolled back on error."""
+    """The request's unit of work: committed when the route returns, rolled back on error.
+
+    A write's audit entry joins the same transaction.
+    """
+    from shared import audit
+
     async with request.app.state.session_factory() as session:
         try:
+            audit.start(session, request)
             yield session
+            await audit.record_write(session, request)
             await session.commit()
         except BaseException:
             await session.rollback()
@@ -349,11 +433,23 @@ def install_health_routes(
 
 
 def install_plumbing(app: FastAPI, *, max_body_bytes: int, service: str) -> None:
-    """Error handlers, middlewares, health routes and metrics every service has."""
+    """Error handlers, middlewares, health routes, metrics and tracing every service has."""
+    from shared.audit import audit_router
     from shared.metrics import install_metrics
+    from shared.ratelimit import RateLimitMiddleware, RateLimits
+    from shared.tracing import TraceMiddleware, configure_exporter
 
     install_error_handlers(app)
+    install_problem_openapi(app)
+    app.router.dependencies.append(Depends(single_valued_query))
     install_health_routes(app)
     install_metrics(app, service)
+    app.include_router(audit_router())
+    settings = getattr(app.state, "settings", None)
+    app.state.rate_limits = RateLimits.from_settings(settings) if settings else None
+    if app.state.rate_limits is not None:
+        app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TraceMiddleware, service=service)
+    configure_exporter(service)

@@ -40,10 +40,23 @@ class BaseServiceSettings(BaseSettings):
     )
     nats_duplicate_window_s: float = 600.0
     nats_stream_max_bytes: int = -1
+    nats_stream_replicas: int = Field(
+        1, ge=1, le=5, description="JetStream replicas of the streams: 3 on a three-node cluster"
+    )
     admin_api_key: SecretStr | None = None
     host: str = "127.0.0.1"
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024 * 1024
+    rate_limit_enabled: bool | None = Field(
+        None, description="Rate limits on writes; unset means on, except in the test environment"
+    )
+    rate_limit_writes: str = Field("600/minute", description="Writes per key and per address")
+    rate_limit_subscribe: str = Field(
+        "5/minute", description="Self-service subscribe and confirm requests per address"
+    )
+    rate_limit_storage_url: str = Field(
+        "memory://", description="limits storage: memory:// (per process) or redis://host:port"
+    )
     outbox_batch_size: int = 500
     outbox_poll_interval_s: float = 1.0
     consumer_max_deliver: int = 6

@@ -124,7 +124,11 @@ def _record_from_csv(row: dict[str, str]) -> dict[str, Any]:
 def read_csv(text: str) -> Iterator[RowResult]:
     """Rows of the project's own CSV export."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None:
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise FormatError(f"line 1: malformed CSV ({exc})") from exc
+    if fieldnames is None:
         raise FormatError("the file is empty")
     missing = [c for c in ("text", "state_under_review") if c not in reader.fieldnames]
     if missing:
@@ -185,6 +189,8 @@ def read_json(text: str) -> Iterator[RowResult]:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise FormatError(f"not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise FormatError("not usable JSON: nested too deeply") from exc
         numbered: Iterator[tuple[int, Any]] = enumerate(items, start=1)
     else:
         numbered = _ndjson(text)
@@ -211,3 +217,5 @@ def _ndjson(text: str) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, _Bad(f"not valid JSON: {exc.msg}")
+        except RecursionError:
+            yield number, _Bad("not usable JSON: nested too deeply")

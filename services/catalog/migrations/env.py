@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import shared.audit
 import shared.auth
 import shared.inbox
 import shared.outbox  # noqa: F401 - registers the plumbing tables
