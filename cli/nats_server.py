@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import socket
@@ -50,13 +51,48 @@ class NatsServer:
     routes: list[int] = field(default_factory=list)
     cluster_name: str = "upr"
     log_file: Path | None = None
+    # "always" fsyncs every JetStream write (what a cluster that must lose nothing runs with);
+    # set, the server is configured by a file written beside store_dir.
+    sync_interval: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def config_path(self) -> Path:
+        return self.store_dir.parent / f"{self.name}.conf"
+
+    def config(self) -> str:
+        """A nats-server configuration file: JetStream with its sync interval, and the cluster."""
+        lines = [
+            f"server_name: {self.name}",
+            f"listen: 127.0.0.1:{self.port}",
+            "jetstream {",
+            f"  store_dir: {json.dumps(str(self.store_dir))}",
+            f"  sync_interval: {self.sync_interval or '2m'}",
+            "}",
+        ]
+        if self.monitor_port:
+            lines.append(f"http: 127.0.0.1:{self.monitor_port}")
+        if self.cluster_port is not None:
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
+            lines += [
+                "cluster {",
+                f"  name: {self.cluster_name}",
+                f"  listen: 127.0.0.1:{self.cluster_port}",
+                f"  routes: [{routes}]",
+                "  connect_retries: 120",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"
+
     def _args(self) -> list[str]:
+        if self.sync_interval is not None:
+            self.config_path.parent.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text(self.config(), encoding="utf-8")
+            return [nats_server_binary(), "-c", str(self.config_path)]
         args = [
             nats_server_binary(),
             "-a", "127.0.0.1",

@@ -16,18 +16,43 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from pydantic import ValidationError
 
+from shared import tracing
 from shared.events import Envelope
 from shared.logs import EVENT_ID
-from shared.metrics import EVENTS_CONSUMED, EVENTS_PUBLISHED
+from shared.metrics import (
+    CONSUMER_LAG,
+    EVENTS_CONSUMED,
+    EVENTS_PUBLISH_FAILED,
+    EVENTS_PUBLISHED,
+    set_consumer_lag,
+)
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
 
 EnvelopeHandler = Callable[[Envelope], Awaitable[None]]
+# How often an idle consumer refreshes upr_consumer_pending from JetStream.
+LAG_REFRESH_S = 5.0
 
 
 class PermanentEventError(Exception):
     """The event can never be handled (impossible data): dead-letter it at once."""
+
+
+def dependency_unavailable(exc: BaseException) -> bool:
+    """Whether an error says a backing service (the database) is unreachable, not the event bad."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    for error in (exc, exc.__cause__):
+        if error is None:
+            continue
+        if type(error) is OSError or isinstance(error, ConnectionError | TimeoutError):
+            return True
+        if isinstance(error, OperationalError | InterfaceError):
+            return True
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+    return False
 
 
 @dataclass
@@ -93,7 +118,8 @@ class Bus:
             attempt += 1
             try:
                 self._nc = await nats.connect(
-                    servers=[self.settings.nats_url],
+                    # A cluster: several URLs, comma-separated; any one of them will do.
+                    servers=[u.strip() for u in self.settings.nats_url.split(",") if u.strip()],
                     name=self.client_name,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
@@ -146,6 +172,7 @@ class Bus:
                 duplicate_window=self.settings.nats_duplicate_window_s,
                 max_bytes=self.settings.nats_stream_max_bytes,
                 discard=api.DiscardPolicy.OLD,
+                num_replicas=self.settings.nats_stream_replicas,
             )
         )
         await self._ensure_stream(
@@ -155,6 +182,7 @@ class Bus:
                 storage=api.StorageType.FILE,
                 retention=api.RetentionPolicy.LIMITS,
                 duplicate_window=self.settings.nats_duplicate_window_s,
+                num_replicas=self.settings.nats_stream_replicas,
             )
         )
 
@@ -185,12 +213,18 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, timeout: float = 5.0) -> api.PubAck:
         """Publish one envelope and wait for the stream's acknowledgement."""
-        return await self.js.publish(
-            self.subject_for(envelope.type),
-            envelope.model_dump_json().encode(),
-            timeout=timeout,
-            headers=self._headers(envelope),
-        )
+        try:
+            ack = await self.js.publish(
+                self.subject_for(envelope.type),
+                envelope.model_dump_json().encode(),
+                timeout=timeout,
+                headers=self._headers(envelope),
+            )
+        except Exception:
+            EVENTS_PUBLISH_FAILED.labels(self.service, envelope.type).inc()
+            raise
+        EVENTS_PUBLISHED.labels(self.service, envelope.type).inc()
+        return ack
 
     async def publish_many(
         self, envelopes: Sequence[Envelope], *, timeout: float = 10.0
@@ -228,7 +262,9 @@ class Bus:
                 outcome.error = future.exception()
             else:
                 outcome.duplicate = bool(future.result().duplicate)
-        EVENTS_PUBLISHED.labels(self.service).inc(sum(o.ok for o in outcomes))
+        for outcome in outcomes:
+            counter = EVENTS_PUBLISHED if outcome.ok else EVENTS_PUBLISH_FAILED
+            counter.labels(self.service, outcome.envelope.type).inc()
         return outcomes
 
     # --- consuming ----------------------------------------------------------------------
@@ -267,6 +303,7 @@ class Consumer:
     dead_lettered: int = 0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
     _stopping: bool = field(default=False, repr=False)
+    _lag_refreshed_at: float = field(default=float("-inf"), repr=False)
 
     @property
     def max_deliver(self) -> int:
@@ -314,11 +351,21 @@ class Consumer:
         )
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        config = self._config()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            # `upr events replay` recreates the durable from a point in the stream, and the
+            # server refuses to change where a durable starts: keep its start.
+            existing = (await self.bus.js.consumer_info(self.bus.stream, self.durable)).config
+            config.deliver_policy = existing.deliver_policy
+            config.opt_start_seq = existing.opt_start_seq
+            config.opt_start_time = existing.opt_start_time
         # add_consumer creates the durable or updates it in place (idempotent).
-        await self.bus.js.add_consumer(self.bus.stream, config=self._config())
+        await self.bus.js.add_consumer(self.bus.stream, config=config)
         return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=self.bus.stream)
 
     async def _run(self) -> None:
+        # This task may have been started during a request: its trace is not the events'.
+        tracing.CURRENT.set(None)
         while not self._stopping:
             try:
                 await self.bus.ensure_streams()
@@ -330,6 +377,7 @@ class Consumer:
                     except (nats.errors.TimeoutError, TimeoutError):
                         # An empty fetch; under load nats-py may raise the builtin kind.
                         failures = 0
+                        await self._refresh_lag()
                         continue
                     except nats.errors.Error as exc:
                         failures += 1
@@ -341,26 +389,60 @@ class Consumer:
                     failures = 0
                     for msg in msgs:
                         await self._handle(msg)
+                    if msgs:
+                        # The last message knows how many more wait behind it.
+                        CONSUMER_LAG.labels(self.bus.service, self.durable).set(
+                            msgs[-1].metadata.num_pending or 0
+                        )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("consumer %s restarting after: %r", self.durable, exc)
                 await asyncio.sleep(1.0)
 
+    async def _refresh_lag(self) -> None:
+        """While idle, ask JetStream for the lag at most every LAG_REFRESH_S seconds."""
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_refreshed_at < LAG_REFRESH_S:
+            return
+        self._lag_refreshed_at = now
+        try:
+            info = await self.bus.js.consumer_info(self.bus.stream, self.durable, timeout=2)
+            set_consumer_lag(self.bus.service, self.durable, info)
+        except Exception as exc:
+            log.debug("consumer %s: lag not refreshed: %r", self.durable, exc)
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        EVENTS_CONSUMED.labels(self.bus.service, self.durable, event_type, outcome).inc()
+
     async def _handle(self, msg: Msg) -> None:
         if msg.subject not in self.subjects:
             # A broader server-side filter (old servers) let through what we do not handle.
             await msg.ack()
             return
-        delivered = msg.metadata.num_delivered
         try:
             envelope = Envelope.model_validate_json(msg.data)
         except ValidationError as exc:
             await self._dead_letter(msg, f"not a valid event envelope: {exc}")
             return
+        # The publisher's span is the parent: events the handler records continue its trace.
+        parent = tracing.parse((msg.headers or {}).get("traceparent")) or tracing.parse(
+            envelope.traceparent
+        )
+        with tracing.span(
+            self.bus.service,
+            f"{self.durable} process",
+            parent,
+            kind="consumer",
+            attributes={"messaging.destination.name": msg.subject},
+        ):
+            await self._handle_envelope(msg, envelope)
+
+    async def _handle_envelope(self, msg: Msg, envelope: Envelope) -> None:
+        delivered = msg.metadata.num_delivered
         token = EVENT_ID.set(envelope.id)
         try:
-            await self.handler(envelope)
+            await self._call_handler(msg, envelope)
         except PermanentEventError as exc:
             await self._dead_letter(msg, str(exc))
             return
@@ -381,13 +463,40 @@ class Consumer:
                 exc,
             )
             await msg.nak(delay=delay)
-            EVENTS_CONSUMED.labels(self.bus.service, self.durable, "retried").inc()
+            self._count(envelope.type, "retried")
             return
         finally:
             EVENT_ID.reset(token)
         await msg.ack()
         self.handled += 1
-        EVENTS_CONSUMED.labels(self.bus.service, self.durable, "handled").inc()
+        self._count(envelope.type, "handled")
+
+    async def _call_handler(self, msg: Msg, envelope: Envelope) -> None:
+        """Run the handler; while a backing service is unreachable, pause here and retry.
+
+        An outage is not the event's fault: naking would spend its deliveries and dead-letter
+        good events, so the consumer holds the message (in progress) until the handler runs.
+        """
+        pause = 0.5
+        while True:
+            try:
+                await self.handler(envelope)
+                return
+            except Exception as exc:
+                if self._stopping or not dependency_unavailable(exc):
+                    raise
+                log.warning(
+                    "consumer %s paused on event %s, a backing service is unavailable (%r); "
+                    "retrying in %ss",
+                    self.durable,
+                    envelope.id,
+                    exc,
+                    pause,
+                )
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         headers = {
@@ -408,5 +517,5 @@ class Consumer:
             return
         log.error("dead-lettered a message from %s on %s: %s", self.durable, msg.subject, error)
         self.dead_lettered += 1
-        EVENTS_CONSUMED.labels(self.bus.service, self.durable, "dead_lettered").inc()
+        self._count(self.bus.event_type_for(msg.subject), "dead_lettered")
         await msg.term()

@@ -223,6 +223,10 @@ class OutboxRelay:
                 if failed:
                     log.warning("outbox: %d events not acknowledged; will retry", failed)
                     delay = min(max(delay * 2, 0.2), 5.0)
+                    # The stream may be missing: never created (a cluster still electing its
+                    # leader when the service started) or deleted by an operator.
+                    with contextlib.suppress(Exception):
+                        await self.bus.ensure_streams()
                 else:
                     delay = self.poll_interval
                     if published >= self.batch_size:

@@ -6,14 +6,14 @@ import calendar
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.monitoring.models import Deadline, TrackedRecommendation
 from services.monitoring.recommendations import SOURCE, ref
 from services.monitoring.schemas import DeadlineIn, DeadlineMetIn, DeadlineUpdate
 from shared.auth import Principal
-from shared.db import utcnow
+from shared.db import is_postgres, utcnow
 from shared.events import DeadlineMet, DeadlineSet, DeadlineSnapshot
 from shared.http import Conflict, Forbidden, InvalidValue, NotFound
 from shared.outbox import record_event
@@ -93,6 +93,11 @@ async def ensure_review_calendar(
     session: AsyncSession, state_under_review: str, cycle: int, review_date: dt.date
 ) -> list[Deadline]:
     """Create the milestones of a review once (they are editable afterwards)."""
+    if is_postgres(session.bind):
+        # Replicas handle different events of one review at once: serialise the check and
+        # the insert per review, or each would see no calendar and create its own.
+        key = func.hashtext(f"upr-review-calendar:{state_under_review}:{cycle}")
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
     existing = await session.scalar(
         select(Deadline.id)
         .where(

@@ -99,3 +99,20 @@ async def test_a_failed_handler_leaves_no_inbox_row(session_factory) -> None:
             await handler(event)
     async with session_factory() as session:
         assert await session.scalar(select(func.count()).select_from(ProcessedEvent)) == 0
+
+
+async def test_the_relay_recreates_a_missing_stream(session_factory, bus: Bus) -> None:
+    await bus.js.delete_stream(bus.stream)
+    relay = OutboxRelay(session_factory, bus, poll_interval=0.1)
+    relay.start()
+    try:
+        async with session_factory() as session:
+            record_event(session, created(), source="test", subject="KHM-2-118.17")
+            await session.commit()
+        async with asyncio.timeout(15):
+            while relay.published < 1:
+                await asyncio.sleep(0.05)
+    finally:
+        await relay.stop()
+    info = await bus.js.stream_info(bus.stream)
+    assert info.state.messages == 1
