@@ -19,7 +19,7 @@ from services.notifications.models import Delivery, Recipient
 from services.notifications.settings import NotificationsSettings
 from shared.db import is_postgres
 from shared.events import DeliveryFailed, DeliverySent, Envelope
-from shared.metrics import DELIVERIES, DELIVERY_LATENCY
+from shared.metrics import DELIVERIES, observe_delivery
 from shared.outbox import record_events_bulk
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,29 @@ class Dispatcher:
             await self._wake.wait()
 
     async def run_once(self) -> int:
-        """Claim one batch of due deliveries, send them, record the outcomes."""
+        """Claim one batch of due deliveries, send them, record the outcomes as they come."""
         claimed = await self._claim(self.clock())
         if not claimed:
             return 0
-        outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
-        await self._record(outcomes)
+        finished: asyncio.Queue[Outcome] = asyncio.Queue()
+
+        async def send(delivery: Claimed) -> None:
+            finished.put_nowait(await self._send(delivery))
+
+        sends = [asyncio.create_task(send(c)) for c in claimed]
+        try:
+            remaining = len(claimed)
+            while remaining:
+                # Whatever finished while the last record was written goes in the next one: a
+                # crash can then repeat only the sends in flight, never a whole batch.
+                outcomes = [await finished.get()]
+                while not finished.empty():
+                    outcomes.append(finished.get_nowait())
+                await self._record(outcomes)
+                remaining -= len(outcomes)
+        finally:
+            for task in sends:
+                task.cancel()
         return len(claimed)
 
     async def _claim(self, now: dt.datetime) -> list[Claimed]:
@@ -313,9 +330,12 @@ class Dispatcher:
                 values |= {"status": "sent", "sent_at": now, "provider_id": provider_id}
                 data: Any = DeliverySent(provider_id=provider_id, **common)
                 self.sent += 1
-                DELIVERIES.labels(claimed.channel, "sent").inc()
-                DELIVERY_LATENCY.labels(claimed.channel).observe(
-                    max((now - claimed.created_at).total_seconds(), 0.0)
+                observe_delivery(
+                    claimed.channel,
+                    "sent",
+                    now=now,
+                    created_at=claimed.created_at,
+                    event_time=claimed.context.get("event", {}).get("time"),
                 )
             elif not outcome.transient or attempts >= self.settings.max_attempts:
                 values["status"] = "failed"

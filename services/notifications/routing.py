@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notifications.models import Delivery, Recipient, Subscription
 from shared.db import is_postgres
 from shared.events import Envelope
+from shared.metrics import observe_delivery
 
 USER_EVENT_TYPES = frozenset(
     {
@@ -212,8 +213,11 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(Delivery.id)
     )
-    inserted = (await session.scalars(stmt, rows)).all()
+    inserted = set((await session.scalars(stmt, rows)).all())
     session.info["deliveries_added"] = True
+    for row in rows:
+        if row["status"] == "skipped" and row["id"] in inserted:
+            observe_delivery(row["channel"], "skipped")
     return len(inserted)
 
 
