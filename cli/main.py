@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli import dlq, doctor, events, export, keys
 from cli.nats_server import NatsServer, port_open
 
 app = typer.Typer(help="UPR Tracker command line.", no_args_is_help=True)
@@ -23,20 +24,29 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 SERVICES = {"catalog": 8001, "monitoring": 8002, "notifications": 8003}
+WEB = {"web": 8000}  # the public pages: no database, so never migrated
 DEV_NATS_PORT = 4250
 
 
 @app.command()
 def dev(
-    data_dir: Annotated[Path, typer.Option(help="Where NATS data and the local sinks go")] = Path(
-        "data"
-    ),
+    data_dir: Annotated[
+        Path,
+        typer.Option(help="Where the SQLite databases, uploads, NATS data and the sinks go"),
+    ] = Path("data"),
 ) -> None:
     """Start NATS (unless UPR_NATS_URL is set) and every service, on embedded defaults."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("UPR_ENVIRONMENT", "dev")
     env.setdefault("UPR_CATALOG_SEED_DEMO", "true")
+    # Every embedded default under data_dir (a setting given in the environment wins).
+    for name in SERVICES:
+        env.setdefault(
+            f"UPR_{name.upper()}_DATABASE_URL",
+            f"sqlite+aiosqlite:///{(data_dir / f'{name}.db').resolve()}",
+        )
+    env.setdefault("UPR_MONITORING_UPLOAD_DIR", str((data_dir / "evidence").resolve()))
     nats = None
     if "UPR_NATS_URL" not in env:
         port = int(env.get("UPR_DEV_NATS_PORT", DEV_NATS_PORT))
@@ -63,10 +73,11 @@ def dev(
     typer.echo(f"mail sink on 127.0.0.1:{smtp_port} -> {data_dir / 'mail'}")
     typer.echo(f"SMS sink on http://127.0.0.1:{sms_port}/sms -> {data_dir / 'sms'}")
     children: dict[str, subprocess.Popen[bytes]] = {}
-    for name, port in SERVICES.items():
+    for name, port in {**SERVICES, **WEB}.items():
         env.setdefault(f"UPR_{name.upper()}_PORT", str(port))
         children[name] = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env)
-        typer.echo(f"{name} on http://127.0.0.1:{env[f'UPR_{name.upper()}_PORT']} (docs at /docs)")
+        docs = "" if name in WEB else " (docs at /docs)"
+        typer.echo(f"{name} on http://127.0.0.1:{env[f'UPR_{name.upper()}_PORT']}{docs}")
     typer.echo("Ctrl-C stops everything.")
     stopping = False
 
@@ -264,6 +275,15 @@ def create_key(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(key)
+
+
+# The other commands live in their own modules.
+app.command("export")(export.export)
+app.command("doctor")(doctor.doctor)
+app.add_typer(events.app, name="events")
+app.add_typer(dlq.app, name="dlq")
+keys_app.command("list")(keys.list_keys)
+keys_app.command("revoke")(keys.revoke_key)
 
 
 if __name__ == "__main__":
