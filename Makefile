@@ -20,6 +20,7 @@ dev: $(STAMP) ## Start NATS and the services on embedded defaults (SQLite under 
 test: $(STAMP) ## Lint, then run every test against real PostgreSQL and NATS
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-khmeros) || echo "chromium could not be installed: the browser tests will be skipped"
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

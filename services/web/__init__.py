@@ -1,0 +1,1 @@
+"""The public web pages: a thin front end over the other services' public HTTP APIs."""
