@@ -15,9 +15,10 @@ from typing import Any
 from bench.catalog import SCENARIOS as CATALOG_SCENARIOS
 from bench.monitoring import SCENARIOS as MONITORING_SCENARIOS
 from bench.notify import SCENARIOS as NOTIFY_SCENARIOS
+from bench.soak import SCENARIOS as SOAK_SCENARIOS
 from bench.support import RESULTS, log, machine_info, utc_timestamp
 
-SCENARIOS = {**CATALOG_SCENARIOS, **MONITORING_SCENARIOS, **NOTIFY_SCENARIOS}
+SCENARIOS = {**CATALOG_SCENARIOS, **MONITORING_SCENARIOS, **NOTIFY_SCENARIOS, **SOAK_SCENARIOS}
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -123,6 +124,21 @@ def summary(name: str, result: dict[str, Any]) -> list[str]:
             "  " + _goal_text(result),
         ]
         return lines
+    if name == "soak":
+        memory = result["memory"]
+        return [
+            f"{name}: {result['load_s']:.0f} s of load, {result['requests']:,} requests "
+            f"({result['requests_per_s']:.0f} req/s), {result['status_changes']} status changes, "
+            f"{result['catalog_writes']} catalog writes",
+            f"  deliveries expected {result['deliveries_expected']}, received "
+            f"{result['messages_received']}, lost {result['lost']}, duplicates "
+            f"{result['duplicates']}; 5xx {result['server_errors']}; drained in "
+            f"{result['drain_s']:.1f} s",
+            f"  RSS {memory['rss_start_mib']} -> {memory['rss_end_mib']} MiB, second-half growth "
+            f"{memory['second_half_growth_mib']} MiB (allowed "
+            f"{memory['allowed_second_half_growth_mib']}): {'flat' if memory['flat'] else 'GREW'}",
+            f"  {'PASSED' if result['passed'] else 'FAILED: ' + '; '.join(result['problems'])}",
+        ]
     return [f"{name}: {json.dumps(result)[:300]}"]
 
 
