@@ -15,9 +15,11 @@ import email
 import email.policy
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -586,9 +588,12 @@ class WebhookChannel:
 
     def __init__(self, settings: NotificationsSettings) -> None:
         self._client = _http_client(settings.webhook_timeout_s)
+        self.allow_private = settings.webhooks_may_reach_private_networks
 
     async def send(self, hook: OutgoingWebhook) -> str:
         """POST one payload; returns the idempotency key (the webhook-id the receiver saw)."""
+        if not self.allow_private:
+            await refuse_private_destination(hook.url)
         body = json.dumps(
             hook.payload, ensure_ascii=False, separators=(",", ":"), default=str
         ).encode()
@@ -605,6 +610,34 @@ class WebhookChannel:
     async def close(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+
+async def refuse_private_destination(url: str) -> None:
+    """Raise a permanent DeliveryError unless every address the URL's host has is public.
+
+    An integrator's webhook URL must not turn the service into a proxy towards the internal
+    network (OWASP API7, SSRF): loopback, private, link-local (cloud metadata), shared and
+    reserved addresses are refused. Checked right before each request.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise DeliveryError("webhook URL has no host", transient=False)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DeliveryError(
+            f"webhook host {host} does not resolve: {exc}", transient=True
+        ) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise DeliveryError(
+                f"webhook host {host} resolves to a non-public address ({address}); set "
+                "UPR_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true to allow it",
+                transient=False,
+            )
 
 
 def sms_channel(settings: NotificationsSettings) -> SmsGatewayChannel | TwilioChannel:

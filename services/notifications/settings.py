@@ -81,3 +81,18 @@ class NotificationsSettings(BaseServiceSettings):
     )
     digest_hour: int = Field(8, ge=0, le=23, validation_alias="UPR_DIGEST_HOUR")
     webhook_timeout_s: float = Field(10.0, validation_alias="UPR_WEBHOOK_TIMEOUT_S")
+    webhook_allow_private_networks: bool | None = Field(
+        None,
+        validation_alias="UPR_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        description=(
+            "Let webhooks reach loopback, private and link-local addresses; unset means only "
+            "in the dev and test environments"
+        ),
+    )
+
+    @property
+    def webhooks_may_reach_private_networks(self) -> bool:
+        """Whether a webhook may target a non-public address (no SSRF guard)."""
+        if self.webhook_allow_private_networks is not None:
+            return self.webhook_allow_private_networks
+        return self.environment in ("dev", "test")

@@ -416,6 +416,37 @@ async def test_webhook_signature_round_trip(receiver: ThreadingHTTPServer) -> No
         await channel.close()
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{port}/hooks",  # loopback
+        "http://localhost:{port}/hooks",  # a name that resolves to loopback
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata (link-local)
+        "http://10.0.0.5/hooks",  # private
+        "http://[::1]:{port}/hooks",  # IPv6 loopback
+    ],
+)
+async def test_webhooks_do_not_reach_the_internal_network(
+    receiver: ThreadingHTTPServer, target: str
+) -> None:
+    url = target.format(port=receiver.server_address[1])
+    guarded = WebhookChannel(settings(environment="production", secret_key="p" * 40))
+    try:
+        with pytest.raises(DeliveryError) as refused:
+            await guarded.send(OutgoingWebhook(url, "s", {"a": 1}, "w-ssrf"))
+        assert refused.value.permanent and "non-public" in str(refused.value)
+        assert receiver.received == []  # type: ignore[attr-defined]
+    finally:
+        await guarded.close()
+    # An operator who runs receivers on the internal network says so.
+    for allowed in (
+        WebhookChannel(settings(webhook_allow_private_networks=True)),
+        WebhookChannel(settings()),  # the test environment allows it unless told otherwise
+    ):
+        assert allowed.allow_private
+        await allowed.close()
+
+
 def test_verify_webhook_rejects_stale_future_altered_and_unsigned() -> None:
     body = json.dumps({"a": 1}).encode()
     headers = signed_headers(SECRET, "m1", body, now=1_000_000)
