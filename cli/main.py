@@ -248,6 +248,10 @@ def create_key(
     role: Annotated[str, typer.Option(help="admin, editor or assessor")],
     name: Annotated[str, typer.Option(help="Who holds the key")],
     organisation: Annotated[str | None, typer.Option(help="The holder's organisation")] = None,
+    organisation_type: Annotated[
+        str | None,
+        typer.Option(help="Its kind; on monitoring an assessor type (government, ngo, nhri...)"),
+    ] = None,
     service: Annotated[str, typer.Option(help="catalog, monitoring or notifications")] = "catalog",
 ) -> None:
     """Create an API key in a service's database and print it (shown once)."""
@@ -263,7 +267,13 @@ def create_key(
         engine = create_engine(url)
         try:
             async with create_session_factory(engine)() as db:
-                _, plaintext = await store_key(db, name=name, role=role, organisation=organisation)
+                _, plaintext = await store_key(
+                    db,
+                    name=name,
+                    role=role,
+                    organisation=organisation,
+                    organisation_type=organisation_type,
+                )
                 await db.commit()
                 return plaintext
         finally:

@@ -34,6 +34,8 @@ class ApiKey(PlumbingBase):
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     organisation: Mapped[str | None] = mapped_column(String(200))
+    # The kind of organisation (monitoring: an assessor type); None leaves it to each request.
+    organisation_type: Mapped[str | None] = mapped_column(String(40))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -48,6 +50,7 @@ class Principal:
     name: str
     role: str
     organisation: str | None = None
+    organisation_type: str | None = None
 
     def has_role(self, role: str) -> bool:
         return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
@@ -64,7 +67,12 @@ def generate_key() -> str:
 
 
 async def create_key(
-    session: AsyncSession, *, name: str, role: str, organisation: str | None = None
+    session: AsyncSession,
+    *,
+    name: str,
+    role: str,
+    organisation: str | None = None,
+    organisation_type: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key and return it with its plaintext (shown once)."""
     if role not in ROLE_RANK:
@@ -75,6 +83,7 @@ async def create_key(
         name=name,
         role=role,
         organisation=organisation,
+        organisation_type=organisation_type,
         prefix=plaintext[:12],
         key_hash=hash_key(plaintext),
         created_at=utcnow(),
@@ -105,7 +114,13 @@ async def authenticate(
     )
     if key is None:
         return None
-    return Principal(key_id=key.id, name=key.name, role=key.role, organisation=key.organisation)
+    return Principal(
+        key_id=key.id,
+        name=key.name,
+        role=key.role,
+        organisation=key.organisation,
+        organisation_type=key.organisation_type,
+    )
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
@@ -164,6 +179,15 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
     organisation: str | None = Field(None, max_length=200)
+    organisation_type: str | None = Field(
+        None,
+        max_length=40,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description=(
+            "The kind of organisation the key speaks for. On monitoring, an assessor key with "
+            "one (e.g. ngo) may only record assessments of that assessor type."
+        ),
+    )
 
 
 class KeyOut(BaseModel):
@@ -171,6 +195,7 @@ class KeyOut(BaseModel):
     name: str
     role: str
     organisation: str | None
+    organisation_type: str | None
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
@@ -186,6 +211,7 @@ def _key_out(key: ApiKey) -> dict[str, object]:
         "name": key.name,
         "role": key.role,
         "organisation": key.organisation,
+        "organisation_type": key.organisation_type,
         "prefix": key.prefix,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
@@ -199,7 +225,11 @@ def keys_router() -> APIRouter:
     @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key")
     async def create(body: KeyCreate, session: SessionDep, _: AdminKey) -> KeyCreated:
         key, plaintext = await create_key(
-            session, name=body.name, role=body.role, organisation=body.organisation
+            session,
+            name=body.name,
+            role=body.role,
+            organisation=body.organisation,
+            organisation_type=body.organisation_type,
         )
         return KeyCreated(**_key_out(key), key=plaintext)
 

@@ -59,6 +59,17 @@ async def record(
 ) -> Assessment:
     """Append an assessment; emit assessment.recorded, and status.changed when it moves."""
     organisation = organisation_for(principal, data.organisation)
+    if (
+        principal.role == "assessor"
+        and principal.organisation_type is not None
+        and data.assessor_type != principal.organisation_type
+    ):
+        # Otherwise an NGO's key could speak as the government and fake a disagreement.
+        raise NotYourOrganisation(
+            f"this key speaks for a {principal.organisation_type!r} organisation, "
+            f"not a {data.assessor_type!r} one",
+            field="body.assessor_type",
+        )
     evidence_ids = list(dict.fromkeys(data.evidence_ids))
     known = await queries.evidence_ids_of(session, rec.id, evidence_ids)
     unknown = [e for e in evidence_ids if e not in known]

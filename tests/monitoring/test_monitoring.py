@@ -195,6 +195,22 @@ async def test_bad_assessments_are_4xx_and_write_nothing(stack: Stack, events) -
         headers=adhoc,
     )
     assert other_org.status_code == 403
+    # A key that says what kind of organisation it speaks for cannot speak as another kind.
+    created = await stack.monitoring.post(
+        "/v1/keys",
+        json={"name": "LICADHO", "role": "assessor", "organisation": "LICADHO",
+              "organisation_type": "ngo"},
+        headers=stack.admin,
+    )  # fmt: skip
+    assert created.status_code == 201 and created.json()["organisation_type"] == "ngo"
+    licadho = {"Authorization": f"Bearer {created.json()['key']}"}
+    as_government = await stack.monitoring.post(
+        f"/v1/recommendations/{REC}/assessments",
+        json={"status": "fully_implemented", "assessor_type": "government"},
+        headers=licadho,
+    )
+    assert as_government.status_code == 403, as_government.text
+    assert as_government.json()["errors"][0]["field"] == "body.assessor_type"
     anonymous = await stack.monitoring.post(
         f"/v1/recommendations/{REC}/assessments",
         json={"status": "in_progress", "assessor_type": "ngo"},

@@ -1,0 +1,25 @@
+"""api keys: the kind of organisation a key speaks for
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-29 03:10:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("api_keys", sa.Column("organisation_type", sa.String(length=40), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("organisation_type")
