@@ -310,6 +310,8 @@ class Consumer:
         return self.bus.settings.consumer_max_deliver
 
     def start(self) -> None:
+        """Consume in the background (again, after a stop)."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.durable}")
 
     async def stop(self) -> None:
@@ -325,7 +327,6 @@ class Consumer:
         await self.stop()
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self.bus.js.delete_consumer(self.bus.stream, self.durable)
-        self._stopping = False
         self.start()
 
     def _filters(self) -> dict[str, object]:
