@@ -6,9 +6,11 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.monitoring.assessments import organisation_for
 from services.monitoring.models import Evidence, Indicator, Measurement, TrackedRecommendation
 from services.monitoring.recommendations import SOURCE, ref
 from services.monitoring.schemas import IndicatorIn, MeasurementIn
+from shared.auth import Principal
 from shared.db import utcnow
 from shared.events import IndicatorMeasured, IndicatorSnapshot, MeasurementSnapshot
 from shared.http import InvalidValue, NotFound
@@ -37,8 +39,14 @@ async def create(session: AsyncSession, rec: TrackedRecommendation, data: Indica
     return indicator
 
 
-async def measure(session: AsyncSession, indicator: Indicator, data: MeasurementIn) -> Measurement:
+async def measure(
+    session: AsyncSession, indicator: Indicator, data: MeasurementIn, principal: Principal
+) -> Measurement:
     """Record a measurement; its evidence must belong to the same recommendation."""
+    if principal.role == "assessor":
+        organisation: str | None = organisation_for(principal, data.organisation)
+    else:
+        organisation = data.organisation or principal.organisation
     if indicator.kind == "quantitative" and data.value is None:
         raise InvalidValue("a quantitative indicator needs a numeric value", field="body.value")
     if indicator.kind == "qualitative" and data.text_value is None:
@@ -51,7 +59,12 @@ async def measure(session: AsyncSession, indicator: Indicator, data: Measurement
                 field="body.evidence_id",
             )
     measurement = Measurement(
-        id=uuid.uuid4().hex, indicator_id=indicator.id, created_at=utcnow(), **data.model_dump()
+        id=uuid.uuid4().hex,
+        indicator_id=indicator.id,
+        created_at=utcnow(),
+        submitted_by=principal.key_id,
+        **data.model_dump(exclude={"organisation"}),
+        organisation=organisation,
     )
     session.add(measurement)
     await session.flush()

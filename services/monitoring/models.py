@@ -152,6 +152,9 @@ class Measurement(Base):
     text_value: Mapped[str | None] = mapped_column(Text)
     measured_on: Mapped[dt.date] = mapped_column(Date)
     evidence_id: Mapped[str | None] = mapped_column(ForeignKey("evidence.id"))
+    # Who says so: the organisation and the key (None on rows from before migration 0005).
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    submitted_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -344,13 +344,13 @@ async def get_indicator(
     responses={**WRITE_ERRORS, **INDICATOR_NOT_FOUND},
 )
 async def record_measurement(
-    _: AssessorKey,
+    principal: AssessorKey,
     indicator_id: Annotated[str, Path(max_length=32)],
     body: MeasurementIn,
     session: SessionDep,
 ) -> MeasurementOut:
     indicator = await indicators.load(session, indicator_id)
-    measurement = await indicators.measure(session, indicator, body)
+    measurement = await indicators.measure(session, indicator, body, principal)
     return MeasurementOut.model_validate(measurement, from_attributes=True)
 
 

@@ -199,6 +199,11 @@ class MeasurementIn(BaseModel):
     text_value: str | None = Field(None, max_length=2000)
     measured_on: dt.date
     evidence_id: str | None = Field(None, max_length=32)
+    organisation: str | None = Field(
+        None,
+        max_length=200,
+        description="Who measured it; an assessor key always records its own organisation",
+    )
 
     _check_date = field_validator("measured_on")(_not_future)
 
@@ -215,6 +220,7 @@ class MeasurementOut(BaseModel):
     text_value: str | None
     measured_on: dt.date
     evidence_id: str | None
+    organisation: str | None
 
 
 class DeadlineIn(BaseModel):

@@ -355,6 +355,14 @@ async def test_indicators_deadlines_and_stats(stack: Stack, events) -> None:
         headers=ministry,
     )
     assert measured.status_code == 201
+    # Who measured it is kept: an assessor always for its own organisation.
+    assert measured.json()["organisation"] == "Ministry of Information"
+    as_other = await stack.monitoring.post(
+        f"/v1/indicators/{indicator_id}/measurements",
+        json={"value": 90, "measured_on": "2017-06-30", "organisation": "LICADHO"},
+        headers=ministry,
+    )
+    assert as_other.status_code == 403, as_other.text
     wrong = await stack.monitoring.post(
         f"/v1/indicators/{indicator_id}/measurements",
         json={"text_value": "better", "measured_on": "2017-06-30"},
