@@ -6,6 +6,7 @@ import hmac
 import secrets
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,14 @@ class SubscriptionNotFound(NotFound):
     title = "Subscription not found"
 
 
+def mask_url(url: str | None) -> str | None:
+    """https://hooks.example.org/***: where it goes, not the path or query that may be a secret."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/***"
+
+
 def out(recipient: Recipient, *, reveal: bool) -> dict[str, Any]:
     """The recipient as the API shows it; addresses masked unless reveal."""
     return {
@@ -46,7 +55,7 @@ def out(recipient: Recipient, *, reveal: bool) -> dict[str, Any]:
         "represents_state": recipient.represents_state,
         "email": recipient.email if reveal else mask_email(recipient.email),
         "phone": recipient.phone if reveal else mask_phone(recipient.phone),
-        "webhook_url": recipient.webhook_url,
+        "webhook_url": recipient.webhook_url if reveal else mask_url(recipient.webhook_url),
         "language": recipient.language,
         "timezone": recipient.timezone,
         "quiet_hours_start": recipient.quiet_hours_start,

@@ -183,6 +183,8 @@ async def test_editors_never_read_addresses_only_admins_do(stack: Stack) -> None
         organisation="Ministry of Justice",
         email="focal.point@justice.gov.kh",
         phone="+85512345678",
+        webhook_url="https://hooks.justice.gov.kh/upr/s3cr3t-path?token=abc",
+        webhook_secret="whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
     )
     editor_key = (
         await stack.notifications.post(
@@ -193,8 +195,14 @@ async def test_editors_never_read_addresses_only_admins_do(stack: Stack) -> None
     for url in ("/v1/recipients", f"/v1/recipients/{created['id']}", "/v1/deliveries"):
         text = (await stack.notifications.get(url, headers=editor)).text
         assert "focal.point@justice.gov.kh" not in text and "+85512345678" not in text, url
+        assert "s3cr3t-path" not in text and "token=abc" not in text, url
     by_admin = (
         await stack.notifications.get(f"/v1/recipients/{created['id']}", headers=stack.admin)
     ).json()
     assert by_admin["email"] == "focal.point@justice.gov.kh"
     assert by_admin["phone"] == "+85512345678"
+    assert by_admin["webhook_url"] == "https://hooks.justice.gov.kh/upr/s3cr3t-path?token=abc"
+    by_editor = (
+        await stack.notifications.get(f"/v1/recipients/{created['id']}", headers=editor)
+    ).json()
+    assert by_editor["webhook_url"] == "https://hooks.justice.gov.kh/***"
