@@ -19,9 +19,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.auth import AUTH_ERRORS, AdminKey
 from shared.db import JSONType, PlumbingBase, UTCDateTime, utcnow
-from shared.http import InvalidValue, SessionDep, problem_responses
+from shared.http import WRITE_METHODS, InvalidValue, SessionDep, problem_responses
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CHANGES_KEY = "audit_changes"
 REDACTED = "[redacted]"
 # Field names whose values are personal data or secrets: never written to the audit log.
@@ -217,9 +216,6 @@ class AuditPage(BaseModel):
     next_before: int | None = Field(description="Pass as `before` for the next page")
 
 
-AUDIT_QUERY = frozenset({"key_id", "since", "until", "before", "limit"})
-
-
 def audit_router() -> APIRouter:
     """GET /v1/audit: the audit log, newest first, for admins."""
     router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -239,9 +235,6 @@ def audit_router() -> APIRouter:
         before: Annotated[int | None, Query(ge=1, description="next_before of a page")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> AuditPage:
-        for name in request.query_params:
-            if name not in AUDIT_QUERY:
-                raise InvalidValue(f"unknown query parameter {name!r}", field=f"query.{name}")
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise InvalidValue(f"{name} needs a time zone (e.g. Z)", field=f"query.{name}")

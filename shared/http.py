@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.db import ping
 from shared.logs import REQUEST_ID
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -223,28 +225,36 @@ def _unstorable(request: Request) -> InvalidValue:
     return InvalidValue(detail, field="body")
 
 
-def _scalar_query_names(dependant: Any) -> set[str]:
+def _query_names(dependant: Any) -> tuple[set[str], set[str]]:
+    """The query parameters a route declares (its dependencies' too): all, and one-valued."""
     from fastapi._compat import field_annotation_is_sequence
 
-    names = {
-        field.alias
-        for field in dependant.query_params
-        if not field_annotation_is_sequence(field.field_info.annotation)
-    }
+    names: set[str] = set()
+    scalar: set[str] = set()
+    for field in dependant.query_params:
+        names.add(field.alias)
+        if not field_annotation_is_sequence(field.field_info.annotation):
+            scalar.add(field.alias)
     for sub in dependant.dependencies:
-        names |= _scalar_query_names(sub)
-    return names
+        sub_names, sub_scalar = _query_names(sub)
+        names |= sub_names
+        scalar |= sub_scalar
+    return names, scalar
 
 
-async def single_valued_query(request: Request) -> None:
-    """Refuse a nameless query parameter, or several values for a one-value parameter (422)."""
+async def checked_query(request: Request) -> None:
+    """Refuse (422) a query parameter the route does not take, a nameless one, or several
+    values for a one-value parameter: a typo must not silently widen a filter."""
     if "" in request.query_params:
         raise InvalidValue("a query parameter has no name", field="query")
     dependant = getattr(request.scope.get("route"), "dependant", None)
     if dependant is None:
         return
-    for name in _scalar_query_names(dependant):
-        if len(request.query_params.getlist(name)) > 1:
+    names, scalar = _query_names(dependant)
+    for name in request.query_params:
+        if name not in names:
+            raise InvalidValue(f"unknown query parameter {name!r}", field=f"query.{name}")
+        if name in scalar and len(request.query_params.getlist(name)) > 1:
             raise InvalidValue(
                 f"query parameter {name!r} takes one value; it was given several",
                 field=f"query.{name}",
@@ -441,7 +451,7 @@ def install_plumbing(app: FastAPI, *, max_body_bytes: int, service: str) -> None
 
     install_error_handlers(app)
     install_problem_openapi(app)
-    app.router.dependencies.append(Depends(single_valued_query))
+    app.router.dependencies.append(Depends(checked_query))
     install_health_routes(app)
     install_metrics(app, service)
     app.include_router(audit_router())

@@ -18,12 +18,7 @@ from limits.storage import storage_from_string
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.http import ProblemError, problem_response
-
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Self-service requests anyone may send: each one can make the service send a message
-# (subscribe) or tries a confirmation code (confirm), so they get the tight limit.
-SUBSCRIBE_PATHS = frozenset({"/v1/subscribe", "/v1/confirm"})
+from shared.http import WRITE_METHODS, ProblemError, problem_response
 
 
 class TooManyRequests(ProblemError):
@@ -87,17 +82,20 @@ class RateLimits:
             await self.hit(self.writes, "writes-key", key_id)
 
 
-async def limit_per_subject(request: Request, scope: str, subject: str | None) -> None:
-    """The subscription limit for one destination (an address or number), from any caller.
-
-    Keeps a victim's inbox from being flooded with confirmations from many addresses, and
-    SMS codes from being guessed from many. The subject is hashed: no personal data is kept.
+async def limit_self_service(request: Request, scope: str, subject: str | None) -> None:
+    """The tight limit on a request anyone may send that makes the service act for someone
+    (send a confirmation, try a code): per client address, and per destination (an address or
+    number) from any caller, so neither one caller nor many can flood an inbox or guess a code.
+    The destination is hashed: no personal data is kept.
     """
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
-    if limits is None or not subject:
+    if limits is None:
         return
-    digest = hashlib.sha256(subject.strip().lower().encode()).hexdigest()
-    await limits.hit(limits.subscribe, scope, digest)
+    # One budget per address for every self-service request, whatever it asks.
+    await limits.hit(limits.subscribe, "self-service-address", client_address(request.scope))
+    if subject:
+        digest = hashlib.sha256(subject.strip().lower().encode()).hexdigest()
+        await limits.hit(limits.subscribe, scope, digest)
 
 
 def client_address(scope: Scope) -> str:
@@ -107,7 +105,7 @@ def client_address(scope: Scope) -> str:
 
 
 class RateLimitMiddleware:
-    """Per-address limits: every write, and the tighter one on self-service subscription."""
+    """The per-address limit on every write."""
 
     def __init__(self, app: ASGIApp, limits: RateLimits) -> None:
         self.app = app
@@ -121,11 +119,8 @@ class RateLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        address = client_address(scope)
         try:
-            if scope.get("path") in SUBSCRIBE_PATHS:
-                await self.limits.hit(self.limits.subscribe, "subscribe-address", address)
-            await self.limits.hit(self.limits.writes, "writes-address", address)
+            await self.limits.hit(self.limits.writes, "writes-address", client_address(scope))
         except TooManyRequests as exc:
             response = problem_response(exc.to_problem(scope.get("path")), exc.headers)
             await response(scope, receive, send)

@@ -19,7 +19,7 @@ from services.notifications.models import Delivery, Recipient
 from services.notifications.settings import NotificationsSettings
 from shared.db import is_postgres
 from shared.events import DeliveryFailed, DeliverySent, Envelope
-from shared.metrics import DELIVERIES, observe_delivery
+from shared.metrics import observe_delivery
 from shared.outbox import record_events_bulk
 
 log = logging.getLogger(__name__)
@@ -340,9 +340,9 @@ class Dispatcher:
             elif not outcome.transient or attempts >= self.settings.max_attempts:
                 values["status"] = "failed"
                 data = DeliveryFailed(error=outcome.error, **common)
-                DELIVERIES.labels(claimed.channel, "failed").inc()
+                observe_delivery(claimed.channel, "failed")
             else:
-                DELIVERIES.labels(claimed.channel, "retried").inc()
+                observe_delivery(claimed.channel, "retried")
                 delay = backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
                 # A provider that says when to come back (429/503 Retry-After) is believed.
                 delay = max(delay, min(outcome.retry_after_s or 0.0, self.settings.retry_max_s))

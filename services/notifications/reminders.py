@@ -27,19 +27,6 @@ def local_morning(day: dt.date, timezone: str) -> dt.datetime:
     return dt.datetime.combine(day, LOCAL_SEND_TIME, tzinfo=zone).astimezone(dt.UTC)
 
 
-async def _recipients(
-    session: AsyncSession, body: str | None, role: str, kind: str = "ministry"
-) -> list[Recipient]:
-    stmt = select(Recipient).where(Recipient.unsubscribed_at.is_(None))
-    if kind == "coordinator":
-        stmt = stmt.where(Recipient.kind == "coordinator")
-    else:
-        stmt = stmt.where(
-            Recipient.kind == kind, Recipient.organisation == body, Recipient.role_in_body == role
-        )
-    return list(await session.scalars(stmt))
-
-
 async def _cancel(session: AsyncSession, deadline_id: str) -> None:
     await session.execute(
         update(Reminder)
@@ -74,7 +61,7 @@ async def on_deadline_set(
     if unchanged:
         return 0
     await _cancel(session, state.id)
-    return await _schedule(session, state, settings, now)
+    return await _insert(session, _plan(state, settings, now, await _People.load(session)))
 
 
 async def plan_for_recipient(
@@ -93,24 +80,54 @@ async def plan_for_recipient(
             TrackedDeadline.met_on.is_(None), TrackedDeadline.due_on >= horizon
         )
     )
-    planned = 0
-    for state in open_deadlines:
-        body = state.snapshot.get("responsible_body")
-        if recipient.kind == "ministry" and body != recipient.organisation:
-            continue
-        planned += await _schedule(session, state, settings, now)
-    return planned
+    people = await _People.load(session)
+    rows = [
+        row
+        for state in open_deadlines
+        if recipient.kind == "coordinator"
+        or state.snapshot.get("responsible_body") == recipient.organisation
+        for row in _plan(state, settings, now, people)
+    ]
+    return await _insert(session, rows)
 
 
-async def _schedule(
-    session: AsyncSession, state: TrackedDeadline, settings: NotificationsSettings, now: dt.datetime
-) -> int:
-    """Plan a deadline's reminders, overdue notice and escalations for the people now known."""
+class _People:
+    """Who reminders can go to: focal points and heads per body, and the coordinators."""
+
+    def __init__(self, recipients: list[Recipient]) -> None:
+        self.coordinators = [r for r in recipients if r.kind == "coordinator"]
+        self._by_role: dict[tuple[str | None, str | None], list[Recipient]] = {}
+        for r in recipients:
+            if r.kind == "ministry":
+                self._by_role.setdefault((r.organisation, r.role_in_body), []).append(r)
+
+    @classmethod
+    async def load(cls, session: AsyncSession) -> _People:
+        """Every subscribed ministry and coordinator, in one query."""
+        return cls(
+            list(
+                await session.scalars(
+                    select(Recipient).where(
+                        Recipient.unsubscribed_at.is_(None),
+                        Recipient.kind.in_(("ministry", "coordinator")),
+                    )
+                )
+            )
+        )
+
+    def of(self, body: str | None, role: str) -> list[Recipient]:
+        """The body's recipients in this role (none when the deadline names no body)."""
+        return self._by_role.get((body, role), []) if body else []
+
+
+def _plan(
+    state: TrackedDeadline, settings: NotificationsSettings, now: dt.datetime, people: _People
+) -> list[dict[str, Any]]:
+    """A deadline's reminders, overdue notice and escalations, as reminder rows."""
     due_on = state.due_on
     body = state.snapshot.get("responsible_body")
-    focal_points = await _recipients(session, body, "focal_point") if body else []
-    coordinators = await _recipients(session, None, "", kind="coordinator")
-    heads = await _recipients(session, body, "head") if body else []
+    focal_points, heads = people.of(body, "focal_point"), people.of(body, "head")
+    coordinators = people.coordinators
     plan: list[tuple[Recipient, str, int | None, int, dt.date]] = []
     for recipient in focal_points or coordinators:
         for lead in settings.reminder_lead_days:
@@ -146,6 +163,11 @@ async def _schedule(
                 "created_at": now,
             }
         )
+    return rows
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Insert reminder rows, skipping any whose idempotency key exists; how many were new."""
     if not rows:
         return 0
     insert = pg_insert if is_postgres(session.bind) else sqlite_insert

@@ -29,7 +29,7 @@ from services.notifications.schemas import (
 )
 from shared.auth import AUTH_ERRORS, AdminKey, EditorKey
 from shared.http import InvalidValue, SessionDep, problem_responses
-from shared.ratelimit import limit_per_subject
+from shared.ratelimit import limit_self_service
 
 router = APIRouter(prefix="/v1")
 WRITE_ERRORS = {**AUTH_ERRORS, **problem_responses(InvalidValue)}
@@ -191,7 +191,7 @@ async def self_subscribe(
     request: Request, body: SelfSubscribeIn, session: SessionDep
 ) -> dict[str, str]:
     settings = request.app.state.settings
-    await limit_per_subject(request, "subscribe-to", body.email or body.phone)
+    await limit_self_service(request, "subscribe", body.email or body.phone)
     await recipients.self_subscribe(
         session, body, secret=_secret(request), public_url=settings.public_url
     )
@@ -221,8 +221,7 @@ async def confirm_link(
     responses={**LINK_ERRORS, **problem_responses(InvalidValue)},
 )
 async def confirm(request: Request, body: ConfirmIn, session: SessionDep) -> SubscriptionOut:
-    if body.token is None:
-        await limit_per_subject(request, "confirm-phone", body.phone)
+    await limit_self_service(request, "confirm", body.phone if body.token is None else None)
     subscription = await recipients.confirm(
         session, secret=_secret(request), token=body.token, phone=body.phone, code=body.code
     )

@@ -167,7 +167,9 @@ class RecipientOut(BaseModel):
     represents_state: str | None
     email: str | None = Field(description="Masked unless the caller is an admin or the recipient")
     phone: str | None = Field(description="Masked unless the caller is an admin or the recipient")
-    webhook_url: str | None
+    webhook_url: str | None = Field(
+        description="Only scheme and host (https://host/***) unless the caller is an admin"
+    )
     language: str
     timezone: str
     quiet_hours_start: str | None

@@ -69,6 +69,11 @@ async def test_bodies_over_the_limit_are_413_declared_or_streamed(catalog, admin
         ("/v1/recommendations", {"limit": ["5", "6"]}, "query.limit"),
         ("/v1/recommendations", {"": "x"}, "query"),
         ("/v1/audit", {"limit": "501"}, "query.limit"),
+        # A parameter the route does not take is refused on every route, not ignored.
+        ("/v1/audit", {"kye_id": "x"}, "query.kye_id"),
+        ("/v1/keys", {"role": "admin"}, "query.role"),
+        ("/v1/issues", {"lang": "km"}, "query.lang"),
+        ("/v1/recommendations", {"stat": "KHM"}, "query.stat"),
         ("/v1/recommendations", {"q": "nul\x00byte"}, "query.q"),
     ],
 )
