@@ -58,6 +58,8 @@ def summary(name: str, result: dict[str, Any]) -> list[str]:
             f"= {result['rows_per_s']:,.0f} rows/s (median of {result['runs']})",
             f"  COPY baseline {result['copy_baseline_rows_per_s']:,.0f} rows/s "
             f"({result['copy_baseline_seconds']:.3f} s); ratio {result['ratio']:.4f}",
+            f"  full-text vectors alone {result['fulltext_vectors_s']:.3f} s: ratio ceiling "
+            f"{result['ratio_ceiling_with_fulltext']:.4f}",
             f"  created {result['created']:,}, rejected {result['rejected']}, "
             f"unchanged {result['unchanged']}, outbox events {result['outbox_events']:,}",
             f"  read+validate {result['read_and_validate_s']:.2f} s, "

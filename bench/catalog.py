@@ -200,6 +200,14 @@ async def _copy_once(data: bytes) -> dict[str, Any]:
                 )
             end = time.perf_counter()
             stored = await conn.fetchval("SELECT count(*) FROM legacy_rows")
+            # What the import cannot avoid beyond the COPY: the full-text vector of every text,
+            # which the search column (migration 0002) computes as each row is stored.
+            vector_start = time.perf_counter()
+            await conn.fetchval(
+                "SELECT sum(length(to_tsvector('english'::regconfig, recommendation))) "
+                "FROM legacy_rows"
+            )
+            vector_s = time.perf_counter() - vector_start
         finally:
             await conn.close()
     return {
@@ -207,6 +215,7 @@ async def _copy_once(data: bytes) -> dict[str, Any]:
         "rows": len(records),
         "stored": stored,
         "csv_parse_s": round(parsed - parse_start, 4),
+        "fulltext_vectors_s": round(vector_s, 4),
     }
 
 
@@ -230,6 +239,8 @@ async def catalog_import() -> dict[str, Any]:
     copy_rows_per_s = baseline["rows"] / baseline["seconds"]
     with_parse = baseline["seconds"] + baseline["csv_parse_s"]
     ratio = rows_per_s / copy_rows_per_s
+    vectors_s = median_by(copy_runs, "fulltext_vectors_s")["fulltext_vectors_s"]
+    ceiling = baseline["seconds"] / (baseline["seconds"] + vectors_s)
     return {
         "description": "bytes -> decode_upload -> read_upr_info_csv -> run_import -> commit, "
         "fresh migrated PostgreSQL database per run; median of runs",
@@ -245,6 +256,12 @@ async def catalog_import() -> dict[str, Any]:
         "copy_baseline_with_csv_parse_rows_per_s": round(baseline["rows"] / with_parse, 1),
         "ratio": round(ratio, 4),
         "goal": {"ratio_at_least": IMPORT_RATIO_GOAL, "met": ratio >= IMPORT_RATIO_GOAL},
+        "fulltext_vectors_s": vectors_s,
+        "ratio_ceiling_with_fulltext": round(ceiling, 4),
+        "ceiling_note": "fulltext_vectors_s: PostgreSQL computing to_tsvector('english') of the "
+        "same 38,298 texts and nothing else; an import that stores the rows and keeps them "
+        "searchable takes at least COPY + that, so its ratio cannot exceed "
+        "ratio_ceiling_with_fulltext",
         "created": best["created"],
         "rejected": best["rejected"],
         "unchanged": best["unchanged"],
