@@ -8,6 +8,7 @@ their words from labels.json, so adding a language is adding a folder.
 
 from __future__ import annotations
 
+import gettext
 import json
 import re
 import unicodedata
@@ -16,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+import pycountry
 from jinja2 import (
     ChainableUndefined,
     Environment,
@@ -181,12 +183,11 @@ def _position(response: Any) -> str | None:
     return response or None
 
 
-def _names(items: Any) -> str:
+def _names(items: Any, language: str = DEFAULT_LANGUAGE) -> str:
+    """Names of bodies or States, a State named in the reader's language."""
     if not isinstance(items, list):
         return ""
-    names = [
-        str(i.get("name") or i.get("iso3") or "") if isinstance(i, dict) else str(i) for i in items
-    ]
+    names = [_country(i, language) if isinstance(i, dict) else str(i) for i in items]
     return ", ".join(n for n in names if n)
 
 
@@ -200,10 +201,33 @@ def _template(env: Environment, language: str, name: str) -> tuple[str, Any] | N
     return None
 
 
-def _country(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("name") or value.get("iso3") or "")
-    return "" if value is None else str(value)
+def _country(value: Any, language: str = DEFAULT_LANGUAGE) -> str:
+    """A State as events carry it ({iso3, name}): the event's (UN) name in English, the
+    country's name in the reader's language otherwise (English when it has none)."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)
+    name = str(value.get("name") or value.get("iso3") or "")
+    iso3 = value.get("iso3")
+    if language == DEFAULT_LANGUAGE or not isinstance(iso3, str):
+        return name
+    return _country_in(iso3, language) or name
+
+
+@cache
+def _country_names(language: str) -> gettext.NullTranslations:
+    # The Debian iso-codes translations that pycountry ships (Khmer among them).
+    return gettext.translation(
+        "iso3166-1", pycountry.LOCALES_DIR, languages=[language], fallback=True
+    )
+
+
+@cache
+def _country_in(iso3: str, language: str) -> str | None:
+    country = pycountry.countries.get(alpha_3=iso3.upper()) if len(iso3) == 3 else None
+    if country is None:
+        return None
+    translated = _country_names(language).gettext(country.name)
+    return translated if translated != country.name else None
 
 
 def _safe_url(value: Any) -> str:
@@ -239,8 +263,8 @@ def _context(language: str, context: dict[str, Any]) -> dict[str, Any]:
         "label": lambda value: status_label(value, language) if value else "",
         "term": lambda group, value: _term(group, value, language),
         "position": _position,
-        "names": _names,
-        "country": _country,
+        "names": lambda items: _names(items, language),
+        "country": lambda value: _country(value, language),
         "safe_url": _safe_url,
     }
 

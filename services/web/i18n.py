@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gettext
 import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import pycountry
 
 LOCALES = Path(__file__).parent / "locales"
 DEFAULT = "en"
@@ -36,6 +39,28 @@ def _lookup(catalogue: dict[str, Any], key: str) -> Any:
     return node
 
 
+@cache
+def _country_names(language: str) -> gettext.NullTranslations:
+    # The Debian iso-codes translations that pycountry ships (Khmer among them).
+    return gettext.translation(
+        "iso3166-1", pycountry.LOCALES_DIR, languages=[language], fallback=True
+    )
+
+
+@cache
+def country_name(code: str, language: str = DEFAULT) -> str:
+    """A country's short name in a language from its ISO3 code (English when that language has
+    none; the code itself when it is not a country)."""
+    country = pycountry.countries.get(alpha_3=code.upper()) if len(code) == 3 else None
+    if country is None:
+        return code
+    if language != DEFAULT:
+        translated = _country_names(language).gettext(country.name)
+        if translated != country.name:
+            return translated
+    return getattr(country, "common_name", None) or country.name
+
+
 @dataclass(frozen=True)
 class Translator:
     """Messages of one language, falling back to English, then to the key itself."""
@@ -49,6 +74,17 @@ class Translator:
         if not isinstance(text, str):
             text = key.rsplit(".", 1)[-1].replace("_", " ")
         return text.format(**values) if values else text
+
+    def country(self, code: str) -> str:
+        """A country's name in this language, from its ISO3 code."""
+        return country_name(code, self.language)
+
+    def state(self, ref: dict[str, Any]) -> str:
+        """A State as the catalog gives it ({iso3, name}): the catalog's (UN) name in English,
+        the country's name in this language otherwise."""
+        if self.language == DEFAULT or not ref.get("iso3"):
+            return str(ref.get("name") or ref.get("iso3") or "")
+        return self.country(str(ref["iso3"]))
 
     def has(self, key: str) -> bool:
         """Whether the key is in this language or English."""

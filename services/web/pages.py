@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import pycountry
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -39,13 +37,6 @@ def translator(request: Request) -> Translator:
 Lang = Annotated[Translator, Depends(translator)]
 
 
-@cache
-def country_name(code: str) -> str:
-    """A country's short English name from its ISO3 code (the code if unknown)."""
-    country = pycountry.countries.get(alpha_3=code.upper()) if len(code) == 3 else None
-    return getattr(country, "common_name", None) or getattr(country, "name", code) or code
-
-
 def url_with(request: Request, **changes: Any) -> str:
     """The current path and query with some parameters replaced (None drops one)."""
     items = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
@@ -67,7 +58,8 @@ def render(
         languages=[(code, catalogues()[code]["_meta"]["name"]) for code in languages()],
         lang_url=lambda code: url_with(request, lang=code),
         url_with=lambda **changes: url_with(request, **changes),
-        country=country_name,
+        country=t.country,
+        state=t.state,
         **context,
     )
     response = HTMLResponse(html, status_code=status, headers={"Vary": "Accept-Language, Cookie"})

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from services.web import badges, charts, feeds
 from services.web.i18n import Translator, negotiate
-from services.web.pages import Lang, country_name, render
+from services.web.pages import Lang, render
 from services.web.upstream import (
     UpstreamFailed,
     UpstreamRejected,
@@ -56,12 +56,15 @@ def catalog_filters(request: Request) -> list[tuple[str, str]]:
     ]
 
 
-def _facet_options(facets: dict[str, dict[str, int]]) -> dict[str, list[tuple[str, int]]]:
-    """Each facet's (value, count) pairs in reading order: by name, number or position."""
+def _facet_options(
+    facets: dict[str, dict[str, int]], t: Translator
+) -> dict[str, list[tuple[str, int]]]:
+    """Each facet's (value, count) pairs in reading order: by name (in the page's language),
+    number or position."""
     order = {value: i for i, value in enumerate(("short", "medium", "long", *RESPONSES))}
     keys = {
-        "state_under_review": lambda v: country_name(v),
-        "recommending_state": lambda v: country_name(v),
+        "state_under_review": t.country,
+        "recommending_state": t.country,
         "cycle": lambda v: int(v) if v.isdigit() else 0,
         "response": lambda v: order.get(v, 99),
         "priority": lambda v: order.get(v, 99),
@@ -131,7 +134,7 @@ async def recommendations_page(
         t,
         status=422 if error else 200,
         page=page,
-        facets=_facet_options(facets["facets"]),
+        facets=_facet_options(facets["facets"], t),
         selected=selected,
         responses=RESPONSES,
         error=error,
@@ -198,7 +201,7 @@ async def dashboard_page(
     labels = {
         "response": lambda key: t(f"responses.{key}"),
         "issue": lambda key: key,
-        "recommending_state": country_name,
+        "recommending_state": t.country,
         "responsible_body": lambda key: key,
     }
     sections = []
@@ -240,11 +243,11 @@ def _split(value: str) -> list[str]:
     return [part for part in re.split(r"[\s,;]+", value) if part]
 
 
-async def _subscribe_options(api: Upstreams) -> dict[str, Any]:
+async def _subscribe_options(api: Upstreams, t: Translator) -> dict[str, Any]:
     issues, facets = await asyncio.gather(
         api.get("catalog", "/v1/issues"), api.get("catalog", "/v1/recommendations/facets")
     )
-    states = sorted(facets["facets"].get("recommending_state", {}), key=country_name)
+    states = sorted(facets["facets"].get("recommending_state", {}), key=t.country)
     return {
         "issues": issues,
         "states": states,
@@ -260,7 +263,7 @@ async def subscribe_page(
     recommendation_id: Annotated[list[str], Query(max_length=120)] = [],  # noqa: B006 - FastAPI copies list defaults
 ) -> HTMLResponse:
     """The self-service subscription form."""
-    options = await _subscribe_options(upstreams(request))
+    options = await _subscribe_options(upstreams(request), t)
     form = {
         "issues": [],
         "recommending_states": [],
@@ -310,7 +313,7 @@ async def subscribe(request: Request, t: Lang) -> HTMLResponse:
             "notifications", "POST", "/v1/subscribe", json=body, forwarded_for=_reader(request)
         )
     except UpstreamRejected as exc:
-        options = await _subscribe_options(api)
+        options = await _subscribe_options(api, t)
         fields = sorted({e.get("field", "").rsplit(".", 1)[-1] for e in exc.errors})
         return render(
             request,

@@ -256,6 +256,19 @@ def test_catalog_shapes_are_understood() -> None:
     )  # fmt: skip
     assert "Cambodia" in rendered.text and "supported in part" in rendered.subject
     assert "Partly" in rendered.text
+    # In Khmer, the States are named in Khmer; the bodies keep the names they were given.
+    rec["responsible_bodies"] = [{"name": "Ministry of Information", "role": "lead"}]
+    khmer = render(
+        "recommendation.response_changed", "email", "km",
+        context("recommendation.response_changed", recommendation=rec),
+    )  # fmt: skip
+    assert "កម្ពុជា" in khmer.text and "Cambodia" not in khmer.text
+    assert "បែល\u200bហ្ស៊ិក" in (khmer.html or "")  # recommended by
+    assigned = render(
+        "recommendation.assigned", "email", "km",
+        context("recommendation.assigned", recommendation=rec),
+    )  # fmt: skip
+    assert "Ministry of Information" in assigned.text
 
 
 def test_status_labels() -> None:

@@ -133,12 +133,19 @@ async def test_khmer_pages(web: Web) -> None:
         assert len(KHMER.findall(page.text)) > 50
         assert len(page.content) < PAGE_BUDGET
     assert web.client.cookies.get("lang") == "km"  # ?lang= is remembered
+    # Countries are named in Khmer on Khmer pages (118.17: Cambodia, recommended by Belgium).
+    detail = await web.client.get("/recommendations/KHM-2-118.17", params={"lang": "km"})
+    assert "កម្ពុជា" in detail.text and "បែល\u200bហ្ស៊ិក" in detail.text
+    assert "Cambodia" not in detail.text and "Belgium" not in detail.text
+    listing = await web.client.get("/recommendations", params={"lang": "km", "q": "information"})
+    assert "បែល\u200bហ្ស៊ិក" in listing.text and ">Belgium<" not in listing.text
     by_cookie = await web.client.get("/dashboard")  # the client sends the cookie back
     assert '<html lang="km"' in by_cookie.text
     by_header = await httpx_get(web, "/subscribe", {"Accept-Language": "fr;q=0.9, km;q=0.8"})
     assert '<html lang="km"' in by_header.text
     english = await httpx_get(web, "/subscribe", {"Accept-Language": "en-GB,km;q=0.5"})
     assert '<html lang="en"' in english.text
+    assert "Belgium" in english.text and "បែល\u200bហ្ស៊ិក" not in english.text
     assert english.headers["vary"] == "Accept-Language, Cookie"
 
 
