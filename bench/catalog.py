@@ -540,12 +540,13 @@ async def _search(db: ScratchDatabase) -> dict[str, Any]:
     finally:
         await engine.dispose()
     compiled = [raw_query(p) for p in SEARCH_QUERIES]
-    # As queries.list_page does (SET LOCAL there): plan each statement for its parameters.
+    # As the catalog service does (queries.SERVER_SETTINGS): plan each statement for its
+    # parameters.
     pool = await asyncpg.create_pool(
         db.url,
         min_size=SEARCH_CLIENTS,
         max_size=SEARCH_CLIENTS,
-        server_settings={"plan_cache_mode": "force_custom_plan"},
+        server_settings=queries.SERVER_SETTINGS,
     )
     try:
         answers = await _raw_answers(pool, compiled)

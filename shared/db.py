@@ -63,12 +63,18 @@ def is_postgres(bind: Any) -> bool:
     return bind.dialect.name == "postgresql"
 
 
-def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 10,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     """An async engine with sane defaults for the URL's backend.
 
     PostgreSQL: pool_size connections kept open, up to max_overflow more under bursts. The
     default matches a closed loop of 20 concurrent list requests without queueing for a
-    connection.
+    connection. server_settings are set on each connection as it opens (ignored on SQLite).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -92,6 +98,7 @@ def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> A
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args={"server_settings": server_settings} if server_settings else {},
     )
 
 

@@ -27,14 +27,20 @@ async def _connect(bus: Bus) -> None:
 
 
 @asynccontextmanager
-async def run_service(app: FastAPI, *, client_name: str, migrations: Path) -> AsyncIterator[Bus]:
+async def run_service(
+    app: FastAPI,
+    *,
+    client_name: str,
+    migrations: Path,
+    database_server_settings: dict[str, str] | None = None,
+) -> AsyncIterator[Bus]:
     """Open the database (migrated), connect the bus and start the relay; undo on exit.
 
     The service starts even while NATS is unreachable: the bus keeps trying, /readyz says
     so, and the outbox holds events until the relay can publish them.
     """
     settings = app.state.settings
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, server_settings=database_server_settings)
     session_factory = create_session_factory(engine)
     app.state.engine = engine
     app.state.session_factory = session_factory

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.catalog import formats, imports, recommendations
+from services.catalog import formats, imports, queries, recommendations
 from services.catalog.models import Recommendation
 from services.catalog.routes import router
 from services.catalog.settings import CatalogSettings
@@ -41,7 +41,12 @@ async def seed_demo(app: FastAPI) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with run_service(app, client_name="upr-catalog", migrations=MIGRATIONS):
+    async with run_service(
+        app,
+        client_name="upr-catalog",
+        migrations=MIGRATIONS,
+        database_server_settings=queries.SERVER_SETTINGS,
+    ):
         if app.state.settings.seed_demo:
             await seed_demo(app)
         yield

@@ -384,6 +384,7 @@ async def _run_import(
             field="body",
             report=report.model_dump(mode="json"),
         )
+    await queries.plan_generically(session)
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
         existing = await queries.existing_for_import(session, [i.rec_id for i in chunk])

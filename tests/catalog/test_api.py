@@ -5,18 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from alembic import command as alembic_command
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from services.catalog import queries
 from services.catalog.app import MIGRATIONS
 from shared import migrate
 from shared.db import create_engine
+from tests.support import infra
 
 DEMO = (
     Path(__file__).resolve().parents[2]
@@ -597,19 +601,80 @@ async def test_search_indexes_migrate_up_and_down(postgres_url: str) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(go)
 
-    search = {
+    per_column = {
         "ix_recommendations_text_tsv",
         "ix_recommendations_issues_gin",
         "ix_recommendations_recommending_states_gin",
     }
+
+    async def search_index() -> str | None:
+        async with engine.connect() as conn:
+            return await conn.scalar(
+                text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_recommendations_search'"
+                )
+            )
+
     try:
         await migrate.upgrade(engine, MIGRATIONS)
-        assert search <= await indexes() and "ix_recommendations_fts" not in await indexes()
-        assert await has_tsv_column()
+        # Head: one GIN index over the vector and the filters (btree_gin is available here).
+        definition = await search_index()
+        assert definition is not None and "gin (text_tsv, issues jsonb_path_ops" in definition
+        assert "response_position, state_under_review" in definition
+        assert not per_column & await indexes() and await has_tsv_column()
+        await run(alembic_command.downgrade, "0004")
+        assert per_column <= await indexes() and await search_index() is None
         await run(alembic_command.downgrade, "0001")
-        assert not search & await indexes() and "ix_recommendations_fts" in await indexes()
+        assert not per_column & await indexes() and "ix_recommendations_fts" in await indexes()
         assert not await has_tsv_column()
         await run(alembic_command.upgrade, "head")
-        assert search <= await indexes() and await has_tsv_column()
+        assert await search_index() is not None and await has_tsv_column()
     finally:
         await engine.dispose()
+
+
+async def test_search_index_without_btree_gin_covers_the_other_columns(
+    postgres_admin_url: str,
+) -> None:
+    # A role that may create tables but not extensions (no CREATE on the database).
+    role = f"upr_noext_{uuid.uuid4().hex[:8]}"
+    name = await infra.create_database(postgres_admin_url)
+    database_url = infra.with_database(postgres_admin_url, name)
+    admin = await asyncpg.connect(postgres_admin_url)
+    password = uuid.uuid4().hex
+    await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+    owner = await asyncpg.connect(database_url)
+    await owner.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"')
+    await owner.close()
+    as_role = make_url(infra.async_url(database_url)).set(username=role, password=password)
+    engine = create_engine(as_role.render_as_string(hide_password=False))
+    try:
+        await migrate.upgrade(engine, MIGRATIONS)
+        async with engine.connect() as conn:
+            definition = await conn.scalar(
+                text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_recommendations_search'"
+                )
+            )
+            extension = await conn.scalar(
+                text("SELECT count(*) FROM pg_extension WHERE extname = 'btree_gin'")
+            )
+        assert extension == 0
+        assert definition is not None and "recommending_states jsonb_path_ops)" in definition
+        assert "response_position" not in definition
+    finally:
+        await engine.dispose()
+        await infra.drop_database(postgres_admin_url, name)
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
+
+
+async def test_catalog_connections_plan_for_each_call_and_imports_reuse_plans(
+    catalog: httpx.AsyncClient, catalog_app
+) -> None:
+    async with catalog_app.state.session_factory() as session:
+        assert (await session.scalar(text("SHOW plan_cache_mode"))) == "force_custom_plan"
+        await queries.plan_generically(session)
+        assert (await session.scalar(text("SHOW plan_cache_mode"))) == "auto"
+        await session.rollback()  # SET LOCAL ends with the transaction
+        assert (await session.scalar(text("SHOW plan_cache_mode"))) == "force_custom_plan"
