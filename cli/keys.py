@@ -66,6 +66,7 @@ def revoke_key(
     service: ServiceOpt = "catalog",
 ) -> None:
     """Revoke an API key; it stops working on the next request."""
+    from shared import audit
     from shared.auth import revoke_key as revoke
     from shared.db import create_engine, create_session_factory
 
@@ -75,7 +76,12 @@ def revoke_key(
         engine = create_engine(url, pool_size=1, max_overflow=0)
         try:
             async with create_session_factory(engine)() as db:
+                audit.start_command(db)
                 revoked = await revoke(db, key_id)
+                if revoked:
+                    await audit.record_command(
+                        db, "upr keys revoke", target=key_id, options={"service": service}
+                    )
                 await db.commit()
                 return revoked
         finally:

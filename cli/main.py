@@ -175,6 +175,7 @@ def import_file(
     from services.catalog import exports, formats, imports
     from services.catalog.countries import resolve_country
     from services.catalog.settings import CatalogSettings
+    from shared import audit
     from shared.db import create_engine, create_session_factory
 
     text = formats.decode_upload(file.read_bytes())
@@ -213,6 +214,7 @@ def import_file(
             ) as bar:
                 task = bar.add_task("import", total=len(rows))
                 async with factory() as db:
+                    audit.start_command(db)
                     report = await imports.run_import(
                         db,
                         rows,
@@ -220,6 +222,20 @@ def import_file(
                         atomic=atomic,
                         filename=file.name,
                         progress=lambda n: bar.advance(task, n),
+                    )
+                    await audit.record_command(
+                        db,
+                        "upr import",
+                        target=report.id,
+                        options={
+                            "file": file.name,
+                            "format": format,
+                            "atomic": atomic,
+                            "created": report.created,
+                            "updated": report.updated,
+                            "unchanged": report.unchanged,
+                            "rejected": len(report.rejected),
+                        },
                     )
                     await db.commit()
                 bar.update(task, completed=len(rows))
@@ -255,6 +271,7 @@ def create_key(
     service: Annotated[str, typer.Option(help="catalog, monitoring or notifications")] = "catalog",
 ) -> None:
     """Create an API key in a service's database and print it (shown once)."""
+    from shared import audit
     from shared.auth import create_key as store_key
     from shared.db import create_engine, create_session_factory
 
@@ -267,12 +284,24 @@ def create_key(
         engine = create_engine(url)
         try:
             async with create_session_factory(engine)() as db:
-                _, plaintext = await store_key(
+                audit.start_command(db)
+                stored, plaintext = await store_key(
                     db,
                     name=name,
                     role=role,
                     organisation=organisation,
                     organisation_type=organisation_type,
+                )
+                await audit.record_command(
+                    db,
+                    "upr keys create",
+                    target=stored.id,
+                    options={
+                        "role": role,
+                        "name": name,
+                        "organisation": organisation,
+                        "organisation_type": organisation_type,
+                    },
                 )
                 await db.commit()
                 return plaintext

@@ -1,11 +1,14 @@
-"""Audit log: every successful write through the API, in the same transaction as the write.
+"""Audit log: every successful write through the API or the `upr` command line, in the same
+transaction as the write.
 
-Who (key id and role), when, method, path, target and what changed: the request body and query
-with personal data and secrets masked, and the rows the unit of work created, changed or deleted.
+Who (key id and role; `operator` and the system user for the command line), when, method, path,
+target and what changed: the request body and query (or the command's options) with personal
+data and secrets masked, and the rows the unit of work created, changed or deleted.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 from datetime import datetime
@@ -193,6 +196,42 @@ async def record_write(session: AsyncSession, request: Request) -> None:
             path=request.url.path[:500],
             target=target[:300] or None,
             request_id=getattr(request.state, "request_id", None),
+            changes=changes,
+        )
+    )
+    await session.flush()
+
+
+def start_command(session: AsyncSession) -> None:
+    """Collect what a command-line write's unit of work changes."""
+    session.info[CHANGES_KEY] = {}
+
+
+async def record_command(
+    session: AsyncSession, command: str, *, target: str | None, options: dict[str, Any]
+) -> None:
+    """Add the audit entry of a command-line write (`upr keys create`...) to its transaction."""
+    await session.flush()
+    rows = session.info.pop(CHANGES_KEY, None) or {}
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
+        user = None
+    changes: dict[str, Any] = {
+        "options": {k: mask(v, k) for k, v in options.items() if v is not None},
+        "system_user": user,
+    }
+    for kind, values in rows.items():
+        changes[kind] = values if kind == "updated" else list(values)
+    session.add(
+        AuditEntry(
+            at=utcnow(),
+            key_id=None,
+            role="operator",
+            method="CLI",
+            path=command[:500],
+            target=target[:300] if target else None,
+            request_id=None,
             changes=changes,
         )
     )

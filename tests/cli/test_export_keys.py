@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from shared.audit import AuditEntry
+from shared.db import create_engine
 from tests.cli.conftest import Invoke
 
 DEMO = (
@@ -83,6 +86,37 @@ async def test_keys_list_and_revoke(catalog: str, upr: Invoke) -> None:
     assert twice.exit_code == 1 and "no active key" in twice.stderr
     unknown_service = await upr("keys", "list", "--service", "billing")
     assert unknown_service.exit_code == 2
+
+
+async def test_command_line_writes_are_in_the_audit_log(catalog: str, upr: Invoke) -> None:
+    created = await upr("keys", "create", "--role", "admin", "--name", "Jane Doe")
+    assert created.exit_code == 0, created.output
+    key_id = json.loads((await upr("keys", "list", "--json")).stdout)[0]["id"]
+    assert (await upr("keys", "revoke", key_id)).exit_code == 0
+    assert (await upr("keys", "revoke", key_id)).exit_code == 1  # nothing changed: no entry
+    imported = await upr("import", str(DEMO), "--format", "positions-csv")
+    assert imported.exit_code == 0, imported.output
+
+    engine = create_engine(catalog)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(AuditEntry).order_by(AuditEntry.seq))).all()
+    finally:
+        await engine.dispose()
+    assert [(r.method, r.path, r.role, r.key_id) for r in rows] == [
+        ("CLI", "upr keys create", "operator", None),
+        ("CLI", "upr keys revoke", "operator", None),
+        ("CLI", "upr import", "operator", None),
+    ]
+    create, revoke, load = rows
+    assert create.target == key_id and revoke.target == key_id
+    assert create.changes["options"] == {"role": "admin", "name": "[redacted]"}
+    assert create.changes["created"] == [f"api_keys:{key_id}"]
+    assert "Jane Doe" not in json.dumps(create.changes)
+    assert load.changes["options"]["created"] == 205 and load.changes["options"]["format"] == (
+        "positions-csv"
+    )
+    assert all(r.changes["system_user"] for r in rows)
 
 
 async def test_unreachable_database_is_a_plain_error(
