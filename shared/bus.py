@@ -81,6 +81,8 @@ class Bus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._consumers: list[Consumer] = []
+        # Raises when the backing services (the database) do not answer; run_service sets it.
+        self.dependency_check: Callable[[], Awaitable[None]] | None = None
 
     # --- naming -------------------------------------------------------------------------
 
@@ -477,6 +479,8 @@ class Consumer:
 
         An outage is not the event's fault: naking would spend its deliveries and dead-letter
         good events, so the consumer holds the message (in progress) until the handler runs.
+        An error that looks like an outage (a timeout, a dropped connection) while the database
+        answers is the event's own: it is retried with backoff and dead-lettered like any other.
         """
         pause = 0.5
         while True:
@@ -486,6 +490,8 @@ class Consumer:
             except Exception as exc:
                 if self._stopping or not dependency_unavailable(exc):
                     raise
+                if await self._dependencies_answer():
+                    raise  # a timeout or a dropped connection of this event's own making
                 log.warning(
                     "consumer %s paused on event %s, a backing service is unavailable (%r); "
                     "retrying in %ss",
@@ -498,6 +504,17 @@ class Consumer:
                 await msg.in_progress()
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+    async def _dependencies_answer(self) -> bool:
+        """Whether the backing services answer now (with no check: assume they do not)."""
+        check = self.bus.dependency_check
+        if check is None:
+            return False
+        try:
+            await check()
+        except Exception:
+            return False
+        return True
 
     async def _dead_letter(self, msg: Msg, error: str) -> None:
         headers = {

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from shared import migrate
 from shared.bus import Bus
-from shared.db import create_engine, create_session_factory
+from shared.db import create_engine, create_session_factory, ping
 from shared.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ async def run_service(
     if settings.migrate_on_start:
         await migrate.upgrade(engine, migrations)
     bus = Bus(settings, client_name=client_name)
+    bus.dependency_check = lambda: ping(engine)
     app.state.bus = bus
     relay = OutboxRelay(
         session_factory,

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from shared.bus import Bus, PermanentEventError
+from shared.db import ping
 from shared.events import Envelope
 
 
@@ -119,4 +120,57 @@ async def test_a_stopped_consumer_starts_again_where_it_left_off(bus: Bus) -> No
     async with asyncio.timeout(15):
         while seen != [1, 2]:
             await asyncio.sleep(0.02)
+    await consumer.stop()
+
+
+async def test_a_handler_timing_out_while_the_database_answers_is_dead_lettered(
+    bus: Bus, engine
+) -> None:
+    # A timeout looks like an outage; the database answering says it is this event's own.
+    bus.dependency_check = lambda: ping(engine)
+    calls: list[int] = []
+
+    async def handler(event: Envelope) -> None:
+        calls.append(event.data["n"])
+        if event.data["n"] == 1:
+            raise TimeoutError("this event's query never finishes")
+
+    await bus.publish(envelope(1))
+    await bus.publish(envelope(2))
+    consumer = bus.consume("slow", ["upr.catalog.recommendation.created"], handler)
+    async with asyncio.timeout(20):
+        while consumer.dead_lettered < 1 or 2 not in calls:
+            await asyncio.sleep(0.05)
+    assert calls.count(1) == bus.settings.consumer_max_deliver
+    await consumer.stop()
+
+
+async def test_a_handler_failing_while_the_database_is_down_holds_its_event(bus: Bus) -> None:
+    # The check fails (the database is unreachable): the consumer pauses on the event, spending
+    # none of its deliveries, and handles it once the database is back.
+    database_up = asyncio.Event()
+
+    async def check() -> None:
+        if not database_up.is_set():
+            raise ConnectionRefusedError("database down")
+
+    bus.dependency_check = check
+    calls: list[int] = []
+
+    async def handler(event: Envelope) -> None:
+        calls.append(event.data["n"])
+        if not database_up.is_set():
+            raise ConnectionRefusedError("database down")
+
+    await bus.publish(envelope(1))
+    consumer = bus.consume("patient", ["upr.catalog.recommendation.created"], handler)
+    async with asyncio.timeout(20):
+        while len(calls) < 4:  # more attempts than consumer_max_deliver (3)
+            await asyncio.sleep(0.05)
+    assert consumer.dead_lettered == 0 and consumer.handled == 0
+    database_up.set()
+    async with asyncio.timeout(20):
+        while consumer.handled < 1:
+            await asyncio.sleep(0.05)
+    assert consumer.dead_lettered == 0
     await consumer.stop()
