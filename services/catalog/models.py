@@ -31,6 +31,7 @@ class Recommendation(Base):
     __table_args__ = (
         Index("ix_recommendations_sort_key_id", "sort_key", "id"),
         Index("ix_recommendations_sur_cycle", "state_under_review", "cycle"),
+        Index("ix_recommendations_sur_sort_key_id", "state_under_review", "sort_key", "id"),
         Index("ix_recommendations_updated_at_id", "updated_at", "id"),
     )
 

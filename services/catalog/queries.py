@@ -12,13 +12,18 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     and_,
+    cast,
     exists,
     func,
+    literal,
     literal_column,
+    null,
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -306,43 +311,70 @@ async def iter_full(
         cursor = [rows[-1].sort_key, rows[-1].id]
 
 
+FACET_COLUMNS = {
+    "mechanism": Recommendation.mechanism,
+    "state_under_review": Recommendation.state_under_review,
+    "cycle": Recommendation.cycle,
+    "response": Recommendation.response_position,
+    "action_category": Recommendation.action_category,
+}
+# A recommendation has at most one row per State, issue and body (their primary keys), but may
+# have the same priority term from several groups: only those need a distinct count.
+LINK_FACETS: tuple[tuple[str, Any, Any, bool], ...] = (
+    ("recommending_state", RecommendingState, RecommendingState.iso3, False),
+    ("issue", RecommendationIssue, RecommendationIssue.issue, False),
+    ("responsible_body", ResponsibleBody, ResponsibleBody.name, False),
+    ("priority", Priority, Priority.term, True),
+)
+
+
 async def facet_counts(
     session: AsyncSession, filters: RecommendationFilter
 ) -> tuple[int, dict[str, dict[str, int]]]:
-    """Counts per facet value among the recommendations matching the filters."""
+    """Counts per facet value among the recommendations matching the filters, most first.
+
+    One statement: the matching rows are found once (a CTE), then counted per facet.
+    """
     conds = filters.conditions(is_postgres(session.bind))
-    matching = select(Recommendation.id).where(*conds).subquery()
-    total = await session.scalar(select(func.count()).select_from(matching))
-    facets: dict[str, dict[str, int]] = {}
-    r = Recommendation
-    for name, column in {
-        "mechanism": r.mechanism,
-        "state_under_review": r.state_under_review,
-        "cycle": r.cycle,
-        "response": r.response_position,
-        "action_category": r.action_category,
-    }.items():
-        rows = await session.execute(
-            select(column, func.count())
-            .where(r.id.in_(select(matching.c.id)))
-            .group_by(column)
-            .order_by(func.count().desc())
+    # With no filter every row matches: count the tables themselves, joining nothing.
+    matching: Any = (
+        select(Recommendation.id, *FACET_COLUMNS.values()).where(*conds).cte("matching")
+        if conds
+        else Recommendation.__table__
+    )
+    parts: list[Select[Any]] = [
+        select(literal("total"), null(), func.count()).select_from(matching)
+    ]
+    for name, column in FACET_COLUMNS.items():
+        value = matching.c[column.key]
+        parts.append(
+            select(literal(name), cast(value, String), func.count())
+            .where(value.is_not(None))
+            .group_by(value)
         )
-        facets[name] = {str(value): int(n) for value, n in rows if value is not None}
-    for name, table, column in (
-        ("recommending_state", RecommendingState, RecommendingState.iso3),
-        ("issue", RecommendationIssue, RecommendationIssue.issue),
-        ("responsible_body", ResponsibleBody, ResponsibleBody.name),
-        ("priority", Priority, Priority.term),
-    ):
-        rows = await session.execute(
-            select(column, func.count(func.distinct(table.recommendation_id)))
-            .where(table.recommendation_id.in_(select(matching.c.id)))
+    for name, table, column, distinct in LINK_FACETS:
+        counted = func.count(func.distinct(table.recommendation_id)) if distinct else func.count()
+        source: Any = table.__table__
+        if conds:
+            source = source.join(matching, matching.c.id == table.recommendation_id)
+        parts.append(
+            select(literal(name), cast(column, String), counted)
+            .select_from(source)
             .group_by(column)
-            .order_by(func.count(func.distinct(table.recommendation_id)).desc())
         )
-        facets[name] = {str(value): int(n) for value, n in rows}
-    return int(total or 0), facets
+    total = 0
+    counts: dict[str, list[tuple[str, int]]] = {name: [] for name in FACET_COLUMNS}
+    counts.update({name: [] for name, *_ in LINK_FACETS})
+    for facet, value, n in await session.execute(union_all(*parts)):
+        if facet == "total":
+            total = int(n)
+        else:
+            counts[facet].append((str(value), int(n)))
+    facets = {
+        name: dict(sorted(pairs, key=lambda pair: (-pair[1], pair[0])))
+        for name, pairs in counts.items()
+    }
+    return total, facets
 
 
 async def known_body_names(session: AsyncSession, names: Sequence[str]) -> set[str]:

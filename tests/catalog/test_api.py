@@ -678,3 +678,38 @@ async def test_catalog_connections_plan_for_each_call_and_imports_reuse_plans(
         assert (await session.scalar(text("SHOW plan_cache_mode"))) == "auto"
         await session.rollback()  # SET LOCAL ends with the transaction
         assert (await session.scalar(text("SHOW plan_cache_mode"))) == "force_custom_plan"
+
+
+async def test_facets_of_a_filter_agree_with_the_list(catalog, admin) -> None:
+    await import_demo(catalog, admin)
+    noted = await all_ids(catalog, {"response": "noted"})
+    some = sorted(noted)[:3]
+    for rec_id in some:
+        assigned = await catalog.put(
+            f"/v1/recommendations/{rec_id}/responsible-bodies",
+            json={"responsible_bodies": [{"name": "Ministry of Justice", "role": "lead"}]},
+            headers=admin,
+        )
+        assert assigned.status_code == 200, assigned.text
+    # Two groups give the same recommendation the same term: it still counts once.
+    for group in ("CHRAC coalition", "Women's caucus"):
+        prioritised = await catalog.put(
+            f"/v1/recommendations/{some[0]}/priorities",
+            json={"term": "short", "set_by": group},
+            headers=admin,
+        )
+        assert prioritised.status_code == 200, prioritised.text
+
+    body = (await catalog.get("/v1/recommendations/facets", params={"response": "noted"})).json()
+    assert body["total"] == len(noted) == 42
+    facets = body["facets"]
+    assert facets["response"] == {"noted": 42}
+    assert facets["responsible_body"] == {"Ministry of Justice": 3}
+    assert facets["priority"] == {"short": 1}
+    counts = list(facets["issue"].values())
+    assert counts == sorted(counts, reverse=True)  # most first
+    param = {"state_under_review": "state_under_review", "recommending_state": "recommending_state"}
+    for facet in ("issue", "recommending_state", "state_under_review", "action_category"):
+        for value, count in list(facets[facet].items())[:4]:
+            ids = await all_ids(catalog, {"response": "noted", param.get(facet, facet): value})
+            assert count == len(ids), (facet, value)

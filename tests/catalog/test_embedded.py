@@ -26,6 +26,12 @@ async def test_sqlite_catalog_seeds_the_demo_and_answers(
         assert page["total"] == 205
         facets = (await client.get("/v1/recommendations/facets")).json()["facets"]
         assert facets["response"] == {"supported": 163, "noted": 42}
+        noted = (
+            await client.get("/v1/recommendations/facets", params={"response": "noted"})
+        ).json()
+        assert noted["total"] == 42 and noted["facets"]["response"] == {"noted": 42}
+        assert noted["facets"]["state_under_review"] == {"KHM": 42}
+        assert sum(noted["facets"]["issue"].values()) >= 42
         search = (
             await client.get("/v1/recommendations", params={"q": "standing invitation"})
         ).json()
