@@ -86,6 +86,10 @@ def summary(name: str, result: dict[str, Any]) -> list[str]:
             f"server process {cpu.get('server_cpu_ms_per_request')} ms, "
             f"client {cpu.get('client_cpu_ms_per_request')} ms; foreign load "
             f"{cpu.get('foreign_cpu_share_of_one_core')} core",
+            *(
+                f"  one client: {read['path']} {read['params'] or ''} p50 {read['p50_ms']:.1f} ms"
+                for read in result.get("single_client_reads_diagnostic", [])
+            ),
             "  " + _goal_text(result),
         ]
     if name == "monitoring_stats":

@@ -533,6 +533,34 @@ async def _check_http(server: CatalogServer, expected: list[tuple[int, list[str]
                 )
 
 
+# Other reads at the same scale, one client at a time (diagnostics, no goal): the facets the web
+# search page asks for with every list, and one State's list in number order.
+SINGLE_READS: list[tuple[str, dict[str, str]]] = [
+    ("/v1/recommendations/facets", {}),
+    ("/v1/recommendations/facets", {"q": "violence"}),
+    ("/v1/recommendations/facets", {"issue": "Women's rights", "q": "violence"}),
+    ("/v1/recommendations/facets", {"state_under_review": "Cambodia"}),
+    ("/v1/recommendations", {"state_under_review": "Cambodia"}),
+]
+SINGLE_READ_REPEATS = 20
+
+
+async def _single_reads(server: CatalogServer) -> list[dict[str, Any]]:
+    """Each of SINGLE_READS sent SINGLE_READ_REPEATS times in a row (after one warm-up)."""
+    results = []
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        for path, params in SINGLE_READS:
+            (await client.get(path, params=params)).raise_for_status()
+            times = []
+            for _ in range(SINGLE_READ_REPEATS):
+                start = time.perf_counter()
+                (await client.get(path, params=params)).raise_for_status()
+                times.append(time.perf_counter() - start)
+            summary = latency_summary(times)
+            results.append({"path": path, "params": params, **summary})
+    return results
+
+
 async def _search(db: ScratchDatabase) -> dict[str, Any]:
     engine = await migrated_engine(db)
     try:
@@ -560,6 +588,8 @@ async def _search(db: ScratchDatabase) -> dict[str, Any]:
                 await _http_run(server, SEARCH_WARMUP)
                 log(f"catalog_search: HTTP {SEARCH_REQUESTS} requests, {SEARCH_CLIENTS} clients")
                 http = await _http_run(server, SEARCH_REQUESTS)
+                log("catalog_search: facets and a State's list, one client (diagnostic)")
+                single_reads = await _single_reads(server)
         log(f"catalog_search: raw SQL {SEARCH_REQUESTS} requests, {SEARCH_CLIENTS} connections")
         await _raw_run(pool, compiled, SEARCH_WARMUP)
         raw = await _raw_run(pool, compiled, SEARCH_REQUESTS)
@@ -592,6 +622,7 @@ async def _search(db: ScratchDatabase) -> dict[str, Any]:
         "raw_sql_baseline": raw_report,
         "raw_sql_per_query": _per_query(raw, totals),
         "raw_sql_page_only_diagnostic": _report(page_only, SEARCH_REQUESTS),
+        "single_client_reads_diagnostic": single_reads,
         "http_over_raw_p50": _ratio(http_report, raw_report, "p50_ms"),
         "raw_over_http_throughput": _ratio(raw_report, http_report, "requests_per_s"),
     }
