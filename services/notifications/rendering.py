@@ -8,6 +8,7 @@ their words from labels.json, so adding a language is adding a folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import gettext
 import json
 import re
@@ -18,13 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pycountry
+from babel import UnknownLocaleError
+from babel.dates import format_date
 from jinja2 import (
     ChainableUndefined,
     Environment,
     FileSystemLoader,
     TemplateNotFound,
+    pass_context,
     select_autoescape,
 )
+from jinja2.runtime import Context
 from markupsafe import escape
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -236,9 +241,26 @@ def _safe_url(value: Any) -> str:
     return url if re.match(r"https?://[^\s<>\"']+$", url, re.IGNORECASE) else ""
 
 
-def _day(value: Any) -> str:
-    """An ISO date or date-time as its date."""
-    return str(value)[:10] if value else ""
+# The CLDR locale whose date format a language's messages use (English: day, month, year, as the
+# UN writes them; other languages: their own).
+DATE_LOCALES = {"en": "en_GB"}
+
+
+@pass_context
+def _day(context: Context, value: Any) -> str:
+    """An ISO date or date-time as its date, written the reader's way (31 January 2017)."""
+    if not value:
+        return ""
+    text = str(value)[:10]
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return text
+    language = str(context.get("language") or DEFAULT_LANGUAGE)
+    try:
+        return format_date(day, "long", locale=DATE_LOCALES.get(language, language))
+    except (UnknownLocaleError, ValueError):
+        return text
 
 
 def _context(language: str, context: dict[str, Any]) -> dict[str, Any]:

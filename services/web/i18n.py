@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gettext
 import json
 from dataclasses import dataclass
@@ -10,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pycountry
+from babel import UnknownLocaleError
+from babel.dates import format_date
 
 LOCALES = Path(__file__).parent / "locales"
 DEFAULT = "en"
 COOKIE = "lang"
+# The CLDR locale whose date format a language's pages use (English: day, month, year, as the UN
+# writes them; other languages: their own).
+DATE_LOCALES = {"en": "en_GB"}
 
 
 @cache
@@ -78,6 +84,17 @@ class Translator:
     def country(self, code: str) -> str:
         """A country's name in this language, from its ISO3 code."""
         return country_name(code, self.language)
+
+    def date(self, value: Any) -> str:
+        """An ISO date or date-time as its date, written this language's way (31 January 2017)."""
+        if not value:
+            return ""
+        text = str(value)[:10]
+        try:
+            day = dt.date.fromisoformat(text)
+            return format_date(day, "long", locale=DATE_LOCALES.get(self.language, self.language))
+        except (UnknownLocaleError, ValueError):
+            return text
 
     def state(self, ref: dict[str, Any]) -> str:
         """A State as the catalog gives it ({iso3, name}): the catalog's (UN) name in English,

@@ -229,6 +229,10 @@ def test_what_changed_is_said_in_the_readers_words() -> None:
     )
     assert "1 day left" in one_day.subject
     assert "នៅសល់ 7 ថ្ងៃ" in render("reminder", "email", "km", context("reminder")).subject
+    # Dates are written the reader's way (the context has due_on 2017-01-31).
+    assert "31 January 2017" in render("reminder", "email", "en", context("reminder")).text
+    assert "31 មករា 2017" in render("reminder", "email", "km", context("reminder")).text
+    assert "31 មករា 2017" in render("reminder", "sms", "km", context("reminder")).text
     escalation = render("escalation", "email", "en", context("escalation"))
     assert "level 2" in escalation.subject and "coordinator" in escalation.text
     head = render(

@@ -137,6 +137,11 @@ async def test_khmer_pages(web: Web) -> None:
     detail = await web.client.get("/recommendations/KHM-2-118.17", params={"lang": "km"})
     assert "កម្ពុជា" in detail.text and "បែល\u200bហ្ស៊ិក" in detail.text
     assert "Cambodia" not in detail.text and "Belgium" not in detail.text
+    # Dates are written the Khmer way (the response of the review, 2014-01-28).
+    assert '<time datetime="2014-01-28">28 មករា 2014</time>' in detail.text
+    english = await web.client.get("/recommendations/KHM-2-118.17", params={"lang": "en"})
+    assert '<time datetime="2014-01-28">28 January 2014</time>' in english.text
+    await web.client.get("/", params={"lang": "km"})  # back to Khmer for what follows
     listing = await web.client.get("/recommendations", params={"lang": "km", "q": "information"})
     assert "បែល\u200bហ្ស៊ិក" in listing.text and ">Belgium<" not in listing.text
     by_cookie = await web.client.get("/dashboard")  # the client sends the cookie back
