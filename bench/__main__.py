@@ -80,7 +80,7 @@ def summary(name: str, result: dict[str, Any]) -> list[str]:
             f"errors {http['errors']}",
             f"  raw SQL p50 {raw['p50_ms']:.1f} ms, p95 {raw['p95_ms']:.1f} ms, "
             f"p99 {raw['p99_ms']:.1f} ms, {raw['requests_per_s']:.0f} req/s",
-            f"  raw SQL without the count query: p95 {page['p95_ms']:.1f} ms, "
+            f"  raw SQL without the total: p95 {page['p95_ms']:.1f} ms, "
             f"{page['requests_per_s']:.0f} req/s (diagnostic)",
             f"  CPU per HTTP request: PostgreSQL {cpu.get('postgres_cpu_ms_per_request')} ms, "
             f"server process {cpu.get('server_cpu_ms_per_request')} ms, "

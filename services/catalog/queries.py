@@ -233,6 +233,20 @@ async def plan_generically(session: AsyncSession) -> None:
         await session.execute(text("SET LOCAL plan_cache_mode = auto"))
 
 
+def list_statement(
+    conds: Sequence[ColumnElement[bool]],
+    *,
+    sort: str,
+    limit: int,
+    cursor: list[Any] | None,
+    cap: int | None,
+) -> Select[Any]:
+    """One page (page_statement) with, in a column of its own, how many rows match the filters
+    (count_statement, capped): the page and its total in one round trip."""
+    total = count_statement(conds, cap).scalar_subquery().label("matching_total")
+    return _ordered(select(*LIST_COLUMNS, total).where(*conds), sort, cursor).limit(limit + 1)
+
+
 async def list_page(
     session: AsyncSession,
     filters: RecommendationFilter,
@@ -249,18 +263,23 @@ async def list_page(
     exact_total asks to count them all.
     """
     conds = filters.conditions(is_postgres(session.bind))
-    stmt = page_statement(conds, sort=sort, limit=limit, cursor=cursor)
-    rows = list((await session.execute(stmt)).all())
+    cap = None if exact_total else TOTAL_CAP
+    # Core, not the ORM: a list page is read-only rows, never instances.
+    conn = await session.connection()
+    stmt = list_statement(conds, sort=sort, limit=limit, cursor=cursor, cap=cap)
+    rows = list((await conn.execute(stmt)).all())
+    if rows:
+        counted = int(rows[0].matching_total)
+    elif cursor is None:
+        counted = 0
+    else:  # a page past the last match still tells how many there are
+        counted = int(await conn.scalar(count_statement(conds, cap)) or 0)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         column_name = SORTS[sort.lstrip("-")].key
         next_cursor = encode_cursor([getattr(last, column_name), last.id])
-    if cursor is None and next_cursor is None:
-        return Page(rows, len(rows), True, None)  # the first page holds every match
-    cap = None if exact_total else TOTAL_CAP
-    counted = int(await session.scalar(count_statement(conds, cap)) or 0)
     if cap is None or counted <= cap:
         return Page(rows, counted, True, next_cursor)
     return Page(rows, cap, False, next_cursor)
