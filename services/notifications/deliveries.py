@@ -302,6 +302,7 @@ class Dispatcher:
         now = self.clock()
         updates: list[dict[str, Any]] = []
         envelopes: list[Envelope] = []
+        observed: list[tuple[str, str, dict[str, Any]]] = []
         for outcome in outcomes:
             claimed = outcome.claimed
             attempts = claimed.attempts + 1
@@ -329,20 +330,18 @@ class Dispatcher:
                 provider_id = (outcome.provider_id or "")[:300] or None
                 values |= {"status": "sent", "sent_at": now, "provider_id": provider_id}
                 data: Any = DeliverySent(provider_id=provider_id, **common)
-                self.sent += 1
-                observe_delivery(
-                    claimed.channel,
-                    "sent",
-                    now=now,
-                    created_at=claimed.created_at,
-                    event_time=claimed.context.get("event", {}).get("time"),
-                )
+                timing = {
+                    "now": now,
+                    "created_at": claimed.created_at,
+                    "event_time": claimed.context.get("event", {}).get("time"),
+                }
+                observed.append((claimed.channel, "sent", timing))
             elif not outcome.transient or attempts >= self.settings.max_attempts:
                 values["status"] = "failed"
                 data = DeliveryFailed(error=outcome.error, **common)
-                observe_delivery(claimed.channel, "failed")
+                observed.append((claimed.channel, "failed", {}))
             else:
-                observe_delivery(claimed.channel, "retried")
+                observed.append((claimed.channel, "retried", {}))
                 delay = backoff(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
                 # A provider that says when to come back (429/503 Retry-After) is believed.
                 delay = max(delay, min(outcome.retry_after_s or 0.0, self.settings.retry_max_s))
@@ -354,6 +353,10 @@ class Dispatcher:
         async with self.session_factory() as session, session.begin():
             await session.execute(update(Delivery), updates)
             await record_events_bulk(session, envelopes)
+        # Counted once recorded, so the metrics agree with the delivery log.
+        for channel, result, timing in observed:
+            observe_delivery(channel, result, **timing)
+        self.sent += sum(result == "sent" for _, result, _ in observed)
 
 
 def _recipient_view(recipient: Recipient) -> dict[str, Any]:

@@ -110,3 +110,49 @@ def test_digest_periods_close_at_the_local_digest_hour() -> None:
     assert daily == dt.datetime(2026, 3, 11, 1, 0, tzinfo=dt.UTC)  # 08:00 next morning
     weekly = period_end(created, "weekly", "Asia/Phnom_Penh", 8)
     assert weekly == dt.datetime(2026, 3, 16, 1, 0, tzinfo=dt.UTC)  # Monday 08:00
+
+
+async def test_skipped_deliveries_are_counted_when_their_transaction_commits(
+    postgres_url: str,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from services.notifications.app import MIGRATIONS
+    from services.notifications.models import Recipient as RecipientRow
+    from services.notifications.routing import insert_deliveries
+    from shared import migrate
+    from shared.db import create_engine, create_session_factory
+
+    def skipped() -> float:
+        labels = {"channel": "email", "outcome": "skipped"}
+        return REGISTRY.get_sample_value("upr_deliveries_total", labels) or 0.0
+
+    engine = create_engine(postgres_url)
+    try:
+        await migrate.upgrade(engine, MIGRATIONS)
+        factory = create_session_factory(engine)
+        now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
+        gone = recipient(id="gone", unsubscribed_at=now)
+        async with factory() as session:
+            session.add(RecipientRow(**{c: getattr(gone, c) for c in ("id", "name", "kind")}))
+            await session.commit()
+
+        def row(event_id: str) -> dict:
+            return new_delivery(
+                event_id=event_id, event_type="upr.monitoring.status.changed",
+                kind="status.changed", recipient=gone, channel="email",
+                cadence="immediate", context={}, now=now,
+            )  # fmt: skip
+
+        before = skipped()
+        async with factory() as session:
+            assert await insert_deliveries(session, [row("e1")]) == 1
+            await session.rollback()
+        assert skipped() == before  # rolled back: nothing was recorded, nothing counted
+        async with factory() as session:
+            assert await insert_deliveries(session, [row("e2")]) == 1
+            assert skipped() == before  # not yet committed
+            await session.commit()
+        assert skipped() == before + 1
+    finally:
+        await engine.dispose()
