@@ -241,13 +241,19 @@ async def record_command(
 class AuditEntryOut(BaseModel):
     seq: int
     at: datetime
-    key_id: str | None
-    role: str | None
-    method: str
-    path: str
-    target: str | None
+    key_id: str | None = Field(description="The API key's id; null for the command line")
+    role: str | None = Field(
+        description="The key's role; bootstrap, anonymous or link for self-service; operator "
+        "for the command line"
+    )
+    method: str = Field(description="The HTTP method, or CLI for an `upr` command")
+    path: str = Field(description="The request path, or the command (`upr keys create`)")
+    target: str | None = Field(description="The ids in the path, or what the command wrote")
     request_id: str | None
-    changes: dict[str, Any]
+    changes: dict[str, Any] = Field(
+        description="body and query (masked) of a request, or options and system_user of a "
+        "command; then the rows created, updated (new values, masked) and deleted"
+    )
 
 
 class AuditPage(BaseModel):
@@ -262,6 +268,8 @@ def audit_router() -> APIRouter:
     @router.get(
         "",
         summary="The audit log of writes, newest first (admin)",
+        description="Every successful write through the API, and those of the `upr` command "
+        "line (import, keys create, keys revoke), recorded in the write's own transaction.",
         responses={**AUTH_ERRORS, **problem_responses(InvalidValue)},
     )
     async def list_audit(

@@ -130,7 +130,7 @@ def read_csv(text: str) -> Iterator[RowResult]:
         raise FormatError(f"line 1: malformed CSV ({exc})") from exc
     if fieldnames is None:
         raise FormatError("the file is empty")
-    missing = [c for c in ("text", "state_under_review") if c not in reader.fieldnames]
+    missing = [c for c in ("text", "state_under_review") if c not in fieldnames]
     if missing:
         raise FormatError(f"missing required columns: {', '.join(missing)}")
     while True:

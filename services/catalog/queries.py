@@ -179,6 +179,7 @@ LIST_COLUMNS = (
     Recommendation.action_category,
     Recommendation.action_category_suggested,
     Recommendation.sort_key,
+    Recommendation.created_at,
     Recommendation.updated_at,
 )
 
@@ -244,7 +245,7 @@ def list_statement(
     """One page (page_statement) with, in a column of its own, how many rows match the filters
     (count_statement, capped): the page and its total in one round trip."""
     total = count_statement(conds, cap).scalar_subquery().label("matching_total")
-    return _ordered(select(*LIST_COLUMNS, total).where(*conds), sort, cursor).limit(limit + 1)
+    return page_statement(conds, sort=sort, limit=limit, cursor=cursor).add_columns(total)
 
 
 async def list_page(

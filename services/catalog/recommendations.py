@@ -180,6 +180,8 @@ def summary(rec: Recommendation) -> dict[str, Any]:
         "issues": list(rec.issues),
         "action_category": rec.action_category,
         "action_category_suggested": rec.action_category_suggested,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
     }
 
 

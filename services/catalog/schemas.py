@@ -172,6 +172,8 @@ class RecommendationSummary(BaseModel):
     issues: list[str]
     action_category: int | None
     action_category_suggested: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime = Field(description="Of the latest change (sort=-updated_at)")
 
 
 class RecommendationPage(BaseModel):

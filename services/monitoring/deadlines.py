@@ -93,12 +93,7 @@ async def ensure_review_calendar(
     session: AsyncSession, state_under_review: str, cycle: int, review_date: dt.date
 ) -> list[Deadline]:
     """Create the milestones of a review once (they are editable afterwards)."""
-    if is_postgres(session.bind):
-        # Replicas handle different events of one review at once: serialise the check and
-        # the insert per review, or each would see no calendar and create its own.
-        key = func.hashtext(f"upr-review-calendar:{state_under_review}:{cycle}")
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
-    existing = await session.scalar(
+    has_calendar = (
         select(Deadline.id)
         .where(
             Deadline.state_under_review == state_under_review,
@@ -108,8 +103,16 @@ async def ensure_review_calendar(
         )
         .limit(1)
     )
-    if existing is not None:
+    # Almost every event of a review finds its calendar: only then is the lock skipped.
+    if await session.scalar(has_calendar) is not None:
         return []
+    if is_postgres(session.bind):
+        # Replicas handle different events of one review at once: serialise the check and
+        # the insert per review, or each would see no calendar and create its own.
+        key = func.hashtext(f"upr-review-calendar:{state_under_review}:{cycle}")
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+        if await session.scalar(has_calendar) is not None:
+            return []
     created = []
     now = utcnow()
     for kind, title, months in REVIEW_CALENDAR:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from services.notifications import channels, digests, reminders
+from services.notifications import channels, digests, reminders, routing
 from services.notifications.consumers import CONSUMER, EVENT_TYPES, make_handler
 from services.notifications.deliveries import Dispatcher
 from services.notifications.routes import router
@@ -22,6 +22,7 @@ from shared.auth import keys_router
 from shared.db import utcnow
 from shared.http import install_plumbing
 from shared.inbox import idempotent
+from shared.metrics import observe_delivery
 from shared.service import run_service
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,18 @@ class Clock:
 
 
 @event.listens_for(Session, "after_commit")
-def _wake_dispatcher(session: Session) -> None:
+def _after_deliveries_committed(session: Session) -> None:
+    # Skipped deliveries are counted once committed, so the metrics agree with the delivery log.
+    for channel in session.info.pop(routing.SKIPPED_KEY, []):
+        observe_delivery(channel, "skipped")
     wake = session.info.get(DISPATCH_WAKE)
     if session.info.pop("deliveries_added", False) and wake is not None:
         wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_skipped(session: Session) -> None:
+    session.info.pop(routing.SKIPPED_KEY, None)
 
 
 async def tick_reminders(app: FastAPI) -> None:

@@ -7,7 +7,7 @@ import uuid
 import zoneinfo
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,7 +61,8 @@ async def on_deadline_set(
     if unchanged:
         return 0
     await _cancel(session, state.id)
-    return await _insert(session, _plan(state, settings, now, await _People.load(session)))
+    people = await _People.load(session, bodies={snap.get("responsible_body")})
+    return await _insert(session, _plan(state, settings, now, people))
 
 
 async def plan_for_recipient(
@@ -80,7 +81,7 @@ async def plan_for_recipient(
             TrackedDeadline.met_on.is_(None), TrackedDeadline.due_on >= horizon
         )
     )
-    people = await _People.load(session)
+    people = await _People.load(session, bodies={recipient.organisation})
     rows = [
         row
         for state in open_deadlines
@@ -102,14 +103,18 @@ class _People:
                 self._by_role.setdefault((r.organisation, r.role_in_body), []).append(r)
 
     @classmethod
-    async def load(cls, session: AsyncSession) -> _People:
-        """Every subscribed ministry and coordinator, in one query."""
+    async def load(cls, session: AsyncSession, bodies: set[str | None]) -> _People:
+        """The subscribed coordinators and the ministries of these bodies, in one query."""
+        named = [body for body in bodies if body]
         return cls(
             list(
                 await session.scalars(
                     select(Recipient).where(
                         Recipient.unsubscribed_at.is_(None),
-                        Recipient.kind.in_(("ministry", "coordinator")),
+                        or_(
+                            Recipient.kind == "coordinator",
+                            and_(Recipient.kind == "ministry", Recipient.organisation.in_(named)),
+                        ),
                     )
                 )
             )

@@ -7,18 +7,16 @@ import uuid
 import zoneinfo
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from services.notifications.models import Delivery, Recipient, Subscription
 from shared.db import is_postgres
 from shared.events import Envelope
-from shared.metrics import observe_delivery
 
-# Channels of the skipped deliveries this unit of work inserted, counted when it commits.
+# Channels of the skipped deliveries this unit of work inserted, counted when it commits (app.py).
 SKIPPED_KEY = "skipped_delivery_channels"
 USER_EVENT_TYPES = frozenset(
     {
@@ -221,18 +219,6 @@ async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -
     skipped = [r["channel"] for r in rows if r["status"] == "skipped" and r["id"] in inserted]
     session.info.setdefault(SKIPPED_KEY, []).extend(skipped)
     return len(inserted)
-
-
-@event.listens_for(Session, "after_commit")
-def _count_skipped(session: Session) -> None:
-    # Counted once committed, so the metrics agree with the delivery log.
-    for channel in session.info.pop(SKIPPED_KEY, []):
-        observe_delivery(channel, "skipped")
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_skipped(session: Session) -> None:
-    session.info.pop(SKIPPED_KEY, None)
 
 
 async def route(session: AsyncSession, envelope: Envelope, now: dt.datetime) -> int:

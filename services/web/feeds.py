@@ -49,7 +49,7 @@ def atom(
         # The id names the recommendation and the version, so a change is a new entry.
         _text(entry, "id", f"{url}#{_rfc3339(rec['updated_at'])}")
         number = rec.get("number") or rec["id"]
-        response = (rec.get("response") or {}).get("position") or "pending"
+        response = rec.get("response") or "pending"  # a list item's position
         _text(entry, "title", f"{number}: {_shorten(rec['text'], 110)} ({response})")
         _text(entry, "updated", _rfc3339(rec["updated_at"]))
         _text(entry, "published", _rfc3339(rec["created_at"]))

@@ -474,18 +474,11 @@ async def changes_feed(request: Request) -> Response:
         "/v1/recommendations",
         [*filters, ("sort", "-updated_at"), ("limit", str(settings.feed_size))],
     )
-    gate = asyncio.Semaphore(8)
-
-    async def detail(rec_id: str) -> dict[str, Any] | None:
-        async with gate:
-            return await api.get("catalog", f"/v1/recommendations/{rec_id}", allow_404=True)
-
-    found = await asyncio.gather(*(detail(item["id"]) for item in page["items"]))
     web = _public_url(request)
     query = urlencode(filters)
     suffix = f"?{query}" if query else ""
     body = feeds.atom(
-        [r for r in found if r is not None],
+        page["items"],
         feed_id=f"{web}/feeds/changes.atom{suffix}",
         title="UPR Tracker: changes" + (f" ({', '.join(v for _, v in filters)})" * bool(filters)),
         self_url=f"{web}/feeds/changes.atom{suffix}",

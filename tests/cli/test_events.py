@@ -97,11 +97,13 @@ async def test_replay_never_skips_what_was_not_acknowledged(
     await consumer.stop()  # the service is down while events arrive
     for n in (1, 2, 3):
         await bus.publish(envelope(n))
-    result = await upr(
-        "events", "replay", "--service", "monitoring", "--consumer", "tcli-behind", "--since", "1m"
-    )
+    await asyncio.sleep(1.1)
+    # --since after all three: they are older, but the consumer never acknowledged them.
+    since = datetime.now(UTC).isoformat()
+    result = await upr("events", "replay", "--consumer", "tcli-behind", "--since", since)
     assert result.exit_code == 0, result.output
     assert "receive 3 event(s)" in result.stdout
+    assert "the first event it has not acknowledged" in result.stdout
     consumer = bus.consume("tcli-behind", ["upr.test.thing.happened"], _record(seen))
     await until(lambda: sorted(seen) == [1, 2, 3])
     await consumer.stop()

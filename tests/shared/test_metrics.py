@@ -201,12 +201,10 @@ async def test_failed_publishes_and_dead_letters_are_counted(bus: Bus, nats_clie
 
     dead = {"service": "test", "consumer": "poisoned", "type": "upr.test.ping"}
     dead_before = sample("upr_events_consumed_total", **dead, outcome="dead_lettered")
-    done = asyncio.Event()
 
     async def handler(envelope: Envelope) -> None:
         from shared.bus import PermanentEventError
 
-        done.set()
         raise PermanentEventError("impossible")
 
     bus.consume("poisoned", ["upr.test.ping"], handler)
