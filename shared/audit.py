@@ -182,7 +182,12 @@ async def record_write(session: AsyncSession, request: Request) -> None:
         body = await _body_summary(request)
     except Exception:  # the entry is still written, without the body
         body = {"unreadable": True}
-    query = {k: mask(v, k) for k, v in request.query_params.multi_items()}
+    params = request.query_params
+    query = {
+        k: mask(values[0] if len(values) == 1 else values, k)
+        for k in params
+        for values in [params.getlist(k)]
+    }
     changes: dict[str, Any] = {"body": body, "query": query or None}
     for kind, values in rows.items():
         changes[kind] = values if kind == "updated" else list(values)

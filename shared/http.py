@@ -225,6 +225,19 @@ def _unstorable(request: Request) -> InvalidValue:
     return InvalidValue(detail, field="body")
 
 
+# Per route (its dependant object, kept so its id cannot be reused): the names _query_names
+# found. Routes never change after start-up, so their dependency trees are walked once.
+_ROUTE_QUERY_NAMES: dict[int, tuple[Any, set[str], set[str]]] = {}
+
+
+def _route_query_names(dependant: Any) -> tuple[set[str], set[str]]:
+    known = _ROUTE_QUERY_NAMES.get(id(dependant))
+    if known is None or known[0] is not dependant:
+        known = (dependant, *_query_names(dependant))
+        _ROUTE_QUERY_NAMES[id(dependant)] = known
+    return known[1], known[2]
+
+
 def _query_names(dependant: Any) -> tuple[set[str], set[str]]:
     """The query parameters a route declares (its dependencies' too): all, and one-valued."""
     from fastapi._compat import field_annotation_is_sequence
@@ -250,7 +263,7 @@ async def checked_query(request: Request) -> None:
     dependant = getattr(request.scope.get("route"), "dependant", None)
     if dependant is None:
         return
-    names, scalar = _query_names(dependant)
+    names, scalar = _route_query_names(dependant)
     for name in request.query_params:
         if name not in names:
             raise InvalidValue(f"unknown query parameter {name!r}", field=f"query.{name}")
@@ -453,12 +466,13 @@ def install_plumbing(app: FastAPI, *, max_body_bytes: int, service: str) -> None
     install_problem_openapi(app)
     app.router.dependencies.append(Depends(checked_query))
     install_health_routes(app)
-    install_metrics(app, service)
     app.include_router(audit_router())
     settings = getattr(app.state, "settings", None)
     app.state.rate_limits = RateLimits.from_settings(settings) if settings else None
     if app.state.rate_limits is not None:
         app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits)
+    # After the rate limit: the metrics middleware wraps it and counts its 429s too.
+    install_metrics(app, service)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(TraceMiddleware, service=service)

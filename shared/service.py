@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared import migrate
+from shared import migrate, tracing
 from shared.bus import Bus
 from shared.db import create_engine, create_session_factory, ping
 from shared.outbox import OutboxRelay
@@ -66,4 +66,5 @@ async def run_service(
         connecting.cancel()
         await relay.stop()
         await bus.close()
+        tracing.shutdown_exporter(bus.service)  # flush the last spans
         await engine.dispose()

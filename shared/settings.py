@@ -52,7 +52,9 @@ class BaseServiceSettings(BaseSettings):
     )
     rate_limit_writes: str = Field("600/minute", description="Writes per key and per address")
     rate_limit_subscribe: str = Field(
-        "5/minute", description="Self-service subscribe and confirm requests per address"
+        "5/minute",
+        description="Self-service subscribe and confirm requests per client address and per "
+        "destination (e-mail address or phone number)",
     )
     rate_limit_storage_url: str = Field(
         "memory://", description="limits storage: memory:// (per process) or redis://host:port"

@@ -67,7 +67,14 @@ async def test_writes_are_limited_per_key_and_per_address(
         # 10.0.0.1 has made two writes: one more, whatever the key, then 429.
         assert (await one.post(recompute[0], params=recompute[1], headers=keys[0])).is_success
         assert_throttled(await one.post(recompute[0], params=recompute[1], headers=keys[1]))
+        from prometheus_client import REGISTRY
+
+        labels = {"service": "catalog", "method": "POST", "route": "unmatched", "status": "429"}
+        before = REGISTRY.get_sample_value("upr_http_request_duration_seconds_count", labels) or 0
         assert_throttled(await one.post("/v1/keys", json={}))  # even before the key check
+        # Refused by the middleware before routing, and still counted in the request metric.
+        after = REGISTRY.get_sample_value("upr_http_request_duration_seconds_count", labels)
+        assert after == before + 1
         # Reads are not limited.
         for _ in range(5):
             assert (await one.get("/v1/recommendations")).status_code == 200
